@@ -1,0 +1,239 @@
+"""Check primitives: compare a student's answer with the reference, in this process.
+
+An exercise's checks.py lists, per graded item, Checks built from these pieces. A
+check calls the student's function through `Student` (plain data back), computes the
+reference answer here, and compares. Property checks let hypothesis draw the inputs
+and shrink a failure to a minimal one; that example, summarised, is the feedback.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from .kernel import KernelFault
+from .probe import ProbeError, StudentException, Unsupported
+from .spec import Tolerance
+
+
+class Failure(AssertionError):
+    """A check failed; the message is the student's feedback."""
+
+
+class Student(Protocol):
+    def call(self, function: str, args: tuple = (), kwargs: dict | None = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Case:
+    """One call's inputs, with the names used to show them to the student."""
+
+    args: tuple
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = [f"{name} = {show(value)}" for name, value in zip(self.names, self.args)]
+        parts += [f"{k} = {show(v)}" for k, v in self.kwargs.items()]
+        return "\n".join("  " + p for p in parts)
+
+
+@dataclass(frozen=True)
+class Context:
+    tolerance: Tolerance
+    max_examples: int
+
+
+@dataclass(frozen=True)
+class Check:
+    """One aspect of one graded item; run() raises Failure with feedback, or returns."""
+
+    aspect: str
+    run: Callable[[Student, Context], None]
+    weight: float = 1.0
+
+
+# -- showing values --------------------------------------------------------------------------
+def show(value: Any, limit: int = 36) -> str:
+    """A compact, exact-enough rendering of a value for feedback."""
+    if isinstance(value, np.ndarray):
+        head = f"array of shape {value.shape}, dtype {value.dtype}"
+        if value.size <= limit:
+            body = np.array2string(value, precision=4, separator=", ", threshold=limit,
+                                   suppress_small=True, max_line_width=100)
+            return f"{head}:\n" + "\n".join("      " + line for line in body.splitlines())
+        return f"{head} (mean {value.mean():.6g}, min {value.min():.6g}, max {value.max():.6g})" \
+            if value.dtype.kind in "iuf" and value.size else head
+    if isinstance(value, np.generic):
+        return f"{value!r}"
+    if isinstance(value, tuple | list) and len(value) <= 6:
+        inner = ", ".join(f"<array of shape {v.shape}>" if isinstance(v, np.ndarray) else show(v) for v in value)
+        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "bool"
+    if isinstance(value, int | float | np.integer | np.floating):
+        return "number"
+    if isinstance(value, np.ndarray):
+        return "bool" if value.dtype.kind == "b" else "number" if value.dtype.kind in "iuf" else "complex"
+    return type(value).__name__
+
+
+# -- comparing --------------------------------------------------------------------------------
+def compare(got: Any, expected: Any, where: str, tol: Tolerance, hints: Mapping[str, str] | None = None) -> None:
+    """Raise Failure describing the first difference between got and expected.
+
+    Structure (tuple/list/dict), type (array vs scalar), shape, dtype kind and values
+    are all compared; `where` names the value in the message (e.g. "cache[0]").
+    """
+    hints = hints or {}
+
+    def fail(message: str) -> None:
+        hint = hints.get(where)
+        raise Failure(f"{where}: {message}" + (f"\n  Hint: {hint}" if hint else ""))
+
+    if isinstance(got, Unsupported):
+        fail(f"expected {describe_type(expected)}, got {got.description} (only arrays, numbers, tuples, "
+             "lists and dicts can be graded)")
+    if isinstance(expected, tuple | list):
+        if not isinstance(got, tuple | list):
+            fail(f"expected a tuple of {len(expected)} values, got {describe_type(got)}")
+        if len(got) != len(expected):
+            fail(f"expected a tuple of {len(expected)} values, got {len(got)} values")
+        for i, (g, e) in enumerate(zip(got, expected)):
+            compare(g, e, f"{where}[{i}]", tol, hints)
+        return
+    if isinstance(expected, dict):
+        if not isinstance(got, dict):
+            fail(f"expected a dict with keys {sorted(expected)}, got {describe_type(got)}")
+        if set(got) != set(expected):
+            fail(f"expected keys {sorted(map(str, expected))}, got {sorted(map(str, got))}")
+        for key in expected:
+            compare(got[key], expected[key], f"{where}[{key!r}]", tol, hints)
+        return
+    if isinstance(expected, str) or expected is None:
+        if got != expected:
+            fail(f"expected {expected!r}, got {show(got)}")
+        return
+    expected_arr = np.asarray(expected)
+    scalar_expected = not isinstance(expected, np.ndarray)
+    if scalar_expected:
+        if isinstance(got, np.ndarray) and got.shape != ():
+            fail(f"expected a scalar ({describe_type(expected)}), got an array of shape {got.shape}")
+        if not isinstance(got, bool | int | float | np.generic | np.ndarray):
+            fail(f"expected a number, got {describe_type(got)}")
+    elif not isinstance(got, np.ndarray):
+        fail(f"expected a numpy array of shape {expected_arr.shape}, got {describe_type(got)}")
+    got_arr = np.asarray(got)
+    if got_arr.shape != expected_arr.shape:
+        fail(f"expected shape {expected_arr.shape}, got shape {got_arr.shape}")
+    if _kind(got_arr) != _kind(expected_arr):
+        fail(f"expected {_kind(expected_arr)} values (dtype {expected_arr.dtype}), got dtype {got_arr.dtype}")
+    if _kind(expected_arr) == "bool":
+        bad = got_arr != expected_arr
+    else:
+        g, e = got_arr.astype(np.float64), expected_arr.astype(np.float64)
+        bad = ~np.isclose(g, e, rtol=tol.rtol, atol=tol.atol, equal_nan=False)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        at = f" at index {idx}" if idx else ""
+        count = f"{int(bad.sum())} of {bad.size} values differ; first" if bad.size > 1 else "value differs"
+        fail(f"{count}{at}: expected {expected_arr[idx]!r}, got {got_arr[idx]!r}")
+
+
+def describe_type(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape}" if value.shape else f"a 0-d array ({value.dtype})"
+    if isinstance(value, np.generic):
+        return f"a {type(value).__name__} scalar"
+    if value is None:
+        return "None"
+    return f"a {type(value).__name__}"
+
+
+# -- calling ----------------------------------------------------------------------------------
+def call_student(student: Student, function: str, case: Case) -> Any:
+    """Call the student's function; turn a raised exception or broken answer into a Failure."""
+    try:
+        got = student.call(function, case.args, dict(case.kwargs))
+    except ProbeError as exc:
+        raise Failure(f"{function} could not be graded: {exc}") from None
+    if isinstance(got, StudentException):
+        raise Failure(f"{function} raised {got}")
+    return got
+
+
+# -- check builders ---------------------------------------------------------------------------
+def agrees_with_reference(function: str, reference: Callable[..., Any], cases: st.SearchStrategy[Case], *,
+                          output: str = "result", select: Callable[[Any], Any] | None = None,
+                          hints: Mapping[str, str] | None = None, examples: int | None = None
+                          ) -> Callable[[Student, Context], None]:
+    """A check: on every drawn Case the student's answer equals the reference's.
+
+    `select` picks the part of the answer to grade (applied to both sides), e.g. only
+    Z of (Z, cache). On failure, hypothesis shrinks to a minimal Case, which is shown.
+    """
+    pick = select or (lambda value: value)
+
+    def run(student: Student, ctx: Context) -> None:
+        @settings(max_examples=examples or ctx.max_examples, database=None, derandomize=True,
+                  deadline=None, print_blob=False, report_multiple_bugs=False,
+                  phases=(Phase.explicit, Phase.generate, Phase.shrink),
+                  suppress_health_check=list(HealthCheck))
+        @given(cases)
+        def prop(case: Case) -> None:
+            try:
+                got = call_student(student, function, case)
+            except KernelFault as fault:
+                raise KernelFault(f"{fault.cause}, on input:\n{case.describe()}") from None
+            expected = reference(*_copy(case.args), **_copy(dict(case.kwargs)))
+            try:
+                compare(pick(got), pick(expected), output, ctx.tolerance, hints)
+            except Failure as exc:
+                raise Failure(f"{function} on input:\n{case.describe()}\n{exc}") from None
+
+        try:
+            prop()
+        except Failure as exc:
+            raise Failure(str(exc).split("\nFalsifying example")[0]) from None
+
+    return run
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, tuple):
+        return tuple(_copy(v) for v in value)
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    return value
+
+
+def fixed(*cases: Case) -> st.SearchStrategy[Case]:
+    """The course's own examples, run as they are (no shrinking needed)."""
+    return st.sampled_from(cases)
+
+
+# -- strategies ---------------------------------------------------------------------------------
+def small_arrays(shape: tuple[int, ...], *, low: int = -9, high: int = 9, unique: bool = False
+                 ) -> st.SearchStrategy[np.ndarray]:
+    """Float arrays of small integers: exact in float64, and they shrink to readable examples."""
+    from hypothesis.extra.numpy import arrays
+
+    size = math.prod(shape)
+    if unique and high - low + 1 < size:
+        low, high = -size, size
+    return arrays(np.float64, shape, elements=st.integers(low, high).map(float), unique=unique)

@@ -1,0 +1,147 @@
+"""The grader's side of the trust boundary: calls into the kernel as plain data.
+
+A call is written as call.json plus .npy inputs into a fresh folder; the kernel's
+probe runtime writes out.json plus .npy outputs back. Everything read back is
+parsed here with safe loaders (json, np.load(allow_pickle=False)), with size
+limits and file-name checks, into plain Python/NumPy values. Nothing the kernel
+writes is ever executed or unpickled, and no kernel-side object is trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_OUTPUT_NAME = re.compile(r"^o\d{1,6}\.npy$")
+MAX_JSON_BYTES = 1 << 20
+
+
+class ProbeError(Exception):
+    """The kernel's answer broke the protocol (missing, malformed, oversize, unsafe)."""
+
+
+@dataclass(frozen=True)
+class StudentException:
+    """The student's function raised; carried as data, shown as feedback."""
+
+    type: str
+    message: str
+    traceback: str
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A returned value that cannot cross the boundary as data (e.g. an object)."""
+
+    description: str
+
+    def __repr__(self) -> str:
+        return f"<unsupported: {self.description}>"
+
+
+def write_call(call_dir: Path, function: str, args: tuple, kwargs: dict) -> None:
+    """Serialise a call's inputs into call_dir (which must exist and be empty)."""
+    files: list[str] = []
+    spec = {
+        "function": function,
+        "args": [_encode(a, call_dir, files) for a in args],
+        "kwargs": {k: _encode(v, call_dir, files) for k, v in kwargs.items()},
+    }
+    (call_dir / "call.json").write_text(json.dumps(spec), encoding="utf-8")
+
+
+def _encode(value: Any, call_dir: Path, files: list[str]) -> Any:
+    if isinstance(value, np.ndarray | np.generic):
+        name = f"a{len(files)}.npy"
+        files.append(name)
+        np.save(call_dir / name, np.asarray(value), allow_pickle=False)
+        return {"$npscalar" if isinstance(value, np.generic) else "$nd": name}
+    if isinstance(value, tuple):
+        return {"$tuple": [_encode(v, call_dir, files) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v, call_dir, files) for v in value]
+    if isinstance(value, dict):
+        return {"$dict": [[k, _encode(v, call_dir, files)] for k, v in value.items()]}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"cannot send {type(value).__name__} to the kernel")
+
+
+def read_result(call_dir: Path, max_bytes: int) -> Any:
+    """Parse the kernel's answer in call_dir.
+
+    Returns the decoded value, or a StudentException if the student's function raised.
+    Raises ProbeError if the answer is missing or breaks the protocol.
+    """
+    out = call_dir / "out.json"
+    if not out.is_file() or out.is_symlink():
+        raise ProbeError("the function did not return (no result was written)")
+    if out.stat().st_size > MAX_JSON_BYTES:
+        raise ProbeError("the result description is too large")
+    try:
+        doc = json.loads(out.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProbeError(f"the result could not be parsed ({exc})") from None
+    if not isinstance(doc, dict) or "ok" not in doc:
+        raise ProbeError("the result has the wrong form")
+    if not doc["ok"]:
+        err = doc.get("error")
+        if not isinstance(err, dict):
+            raise ProbeError("the error report has the wrong form")
+        return StudentException(str(err.get("type", "Exception"))[:200], str(err.get("message", ""))[:2000],
+                                str(err.get("traceback", ""))[:4000])
+    budget = [max_bytes]
+    return _decode(doc.get("value"), call_dir, budget, depth=0)
+
+
+def _decode(node: Any, call_dir: Path, budget: list[int], depth: int) -> Any:
+    if depth > 10:
+        raise ProbeError("the result is nested too deeply")
+    if node is None or isinstance(node, bool | int | float | str):
+        return node
+    if isinstance(node, list):
+        return [_decode(v, call_dir, budget, depth + 1) for v in node]
+    if isinstance(node, dict) and len(node) == 1:
+        (key, val), = node.items()
+        if key in ("$nd", "$npscalar"):
+            arr = _load_array(call_dir, val, budget)
+            return arr[()] if key == "$npscalar" and arr.shape == () else arr
+        if key == "$tuple" and isinstance(val, list):
+            return tuple(_decode(v, call_dir, budget, depth + 1) for v in val)
+        if key == "$dict" and isinstance(val, list):
+            out = {}
+            for pair in val:
+                if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str | int)):
+                    raise ProbeError("a returned dict has the wrong form")
+                out[pair[0]] = _decode(pair[1], call_dir, budget, depth + 1)
+            return out
+        if key == "$unsupported":
+            return Unsupported(str(val)[:200])
+    raise ProbeError("the result has an unknown element")
+
+
+def _load_array(call_dir: Path, name: Any, budget: list[int]) -> np.ndarray:
+    if not isinstance(name, str) or not _OUTPUT_NAME.match(name):
+        raise ProbeError("the result names an unexpected file")
+    path = call_dir / name
+    if path.is_symlink() or not path.is_file():
+        raise ProbeError(f"the result file {name} is missing")
+    size = path.stat().st_size
+    budget[0] -= size
+    if budget[0] < 0:
+        raise ProbeError("the returned values are too large")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:  # malformed .npy, object dtype (pickle refused), ...
+        raise ProbeError(f"the result file {name} could not be read safely ({type(exc).__name__})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biufc":
+        raise ProbeError(f"the result file {name} is not a numeric array")
+    return arr

@@ -1,0 +1,126 @@
+"""An exercise is one folder: spec.toml (data) + checks.py (its checks) + files.
+
+Loading it needs nothing exercise-specific in grader/: the folder says which
+functions are graded, their points, tolerances, limits, the helper files the
+notebook expects beside it, and the kernel-side prelude it needs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+EXERCISES_DIR = Path(__file__).resolve().parent.parent / "exercises"
+
+
+class SpecError(Exception):
+    """The exercise folder is incomplete or inconsistent (an instructor's error)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    cell_timeout: float = 60.0        # seconds per notebook cell
+    notebook_timeout: float = 600.0   # seconds for the whole notebook
+    call_timeout: float = 20.0        # seconds per call of a graded function
+    max_result_mb: float = 64.0       # bytes a single call may return
+    max_restarts: int = 3             # kernel restarts per submission before giving up
+    memory_mb: int = 4096             # address space of the kernel
+    processes: int = 256              # processes/threads of the sandbox user
+    file_size_mb: int = 256           # largest file the kernel may write
+    open_files: int = 1024
+    cpu_seconds: int = 1800
+
+    def replace(self, **overrides: Any) -> "Limits":
+        known = {k: v for k, v in overrides.items() if v is not None}
+        return Limits(**{**self.__dict__, **known})
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float = 1e-5
+    atol: float = 1e-7
+
+
+@dataclass(frozen=True)
+class Item:
+    """A graded function (or model, or cell) and its points."""
+
+    name: str
+    points: float
+
+
+@dataclass(frozen=True)
+class Exercise:
+    name: str
+    root: Path
+    title: str
+    items: tuple[Item, ...]
+    limits: Limits
+    tolerance: Tolerance
+    prelude: tuple[str, ...]
+    helpers: Path | None
+    template: Path | None
+    max_examples: int
+    checks: ModuleType = field(repr=False, compare=False)
+
+    @property
+    def max_score(self) -> float:
+        return sum(item.points for item in self.items)
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+
+def available(exercises_dir: Path = EXERCISES_DIR) -> list[str]:
+    """Names of the exercise folders (those with a spec.toml)."""
+    return sorted(p.parent.name for p in exercises_dir.glob("*/spec.toml"))
+
+
+def load_exercise(name: str, exercises_dir: Path = EXERCISES_DIR) -> Exercise:
+    """Load exercises/<name>/ (or a path to an exercise folder)."""
+    root = Path(name) if "/" in name else exercises_dir / name
+    spec_path = root / "spec.toml"
+    if not spec_path.is_file():
+        raise SpecError(f"no exercise {name!r} (looked for {spec_path}); available: {', '.join(available(exercises_dir))}")
+    try:
+        doc = tomllib.loads(spec_path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{spec_path}: {exc}") from None
+    meta = doc.get("exercise", {})
+    items = tuple(Item(str(i["name"]), float(i["points"])) for i in doc.get("items", []))
+    if not items:
+        raise SpecError(f"{spec_path}: no [[items]]")
+    checks = _load_checks(root / meta.get("checks", "checks.py"), root.name)
+    declared = getattr(checks, "CHECKS", None)
+    if not isinstance(declared, dict) or set(declared) != {i.name for i in items}:
+        raise SpecError(f"{root}/checks.py must define CHECKS with exactly the items of spec.toml")
+    helpers = root / meta["helpers"] if "helpers" in meta else None
+    template = root / meta["template"] if "template" in meta else None
+    return Exercise(
+        name=root.name,
+        root=root,
+        title=str(meta.get("title", root.name)),
+        items=items,
+        limits=Limits(**doc.get("limits", {})),
+        tolerance=Tolerance(**doc.get("tolerance", {})),
+        prelude=tuple(doc.get("kernel", {}).get("prelude", [])),
+        helpers=helpers,
+        template=template,
+        max_examples=int(doc.get("property", {}).get("max_examples", 30)),
+        checks=checks,
+    )
+
+
+def _load_checks(path: Path, exercise: str) -> ModuleType:
+    if not path.is_file():
+        raise SpecError(f"missing {path}")
+    spec = importlib.util.spec_from_file_location(f"convgrade_exercises.{exercise}.checks", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

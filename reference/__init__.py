@@ -1,0 +1,1 @@
+"""Trusted reference implementations of the course exercises, verified against independent oracles in tests/."""
