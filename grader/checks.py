@@ -38,6 +38,18 @@ class Case:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     names: tuple[str, ...] = ()
 
+    def size(self) -> int:
+        """How big the input is (array elements plus scalars), to pick the smallest example."""
+        def count(v: Any) -> int:
+            if isinstance(v, np.ndarray):
+                return int(v.size)
+            if isinstance(v, tuple | list):
+                return sum(count(x) for x in v)
+            if isinstance(v, dict):
+                return sum(count(x) for x in v.values())
+            return 1
+        return count(self.args) + count(tuple(self.kwargs.values()))
+
     def describe(self) -> str:
         parts = [f"{name} = {show(value)}" for name, value in zip(self.names, self.args)]
         parts += [f"{k} = {show(v)}" for k, v in self.kwargs.items()]
@@ -67,11 +79,13 @@ def show(value: Any, limit: int = 36) -> str:
         if value.size <= limit:
             body = np.array2string(value, precision=4, separator=", ", threshold=limit,
                                    suppress_small=True, max_line_width=100)
-            return f"{head}:\n" + "\n".join("      " + line for line in body.splitlines())
+            return f"{head}:\n" + "\n".join("      " + line for line in body.splitlines() if line.strip())
         return f"{head} (mean {value.mean():.6g}, min {value.min():.6g}, max {value.max():.6g})" \
             if value.dtype.kind in "iuf" and value.size else head
+    if isinstance(value, np.floating | float):
+        return f"{float(value):.10g}"
     if isinstance(value, np.generic):
-        return f"{value!r}"
+        return repr(value.item())
     if isinstance(value, tuple | list) and len(value) <= 6:
         inner = ", ".join(f"<array of shape {v.shape}>" if isinstance(v, np.ndarray) else show(v) for v in value)
         return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
@@ -148,7 +162,29 @@ def compare(got: Any, expected: Any, where: str, tol: Tolerance, hints: Mapping[
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         at = f" at index {idx}" if idx else ""
         count = f"{int(bad.sum())} of {bad.size} values differ; first" if bad.size > 1 else "value differs"
-        fail(f"{count}{at}: expected {expected_arr[idx]!r}, got {got_arr[idx]!r}")
+        fail(f"{count}{at}: expected {show(expected_arr[idx])}, got {show(got_arr[idx])}")
+
+
+def compare_named(got: Any, expected: Any, output: str | tuple[str, ...], tol: Tolerance,
+                  hints: Mapping[str, str] | None = None) -> None:
+    """compare(), with a tuple answer's parts called by their names (e.g. "Z", "cache")."""
+    if isinstance(output, str):
+        return compare(got, expected, output, tol, hints)
+    if not isinstance(got, tuple | list) or len(got) != len(output):
+        shape = f"{len(got)} values" if isinstance(got, tuple | list) else describe_type(got)
+        raise Failure(f"expected a tuple ({', '.join(output)}), got {shape}")
+    for name, g, e in zip(output, got, expected):
+        compare(g, e, name, tol, hints)
+
+
+def part(index: int, names: tuple[str, ...]) -> Callable[[Any], Any]:
+    """A `select` for one part of a tuple answer, e.g. part(1, ("Z", "cache")) grades cache."""
+    def select(value: Any) -> Any:
+        if not isinstance(value, tuple | list) or len(value) != len(names):
+            shape = f"{len(value)} values" if isinstance(value, tuple | list) else describe_type(value)
+            raise Failure(f"expected a tuple ({', '.join(names)}), got {shape}")
+        return value[index]
+    return select
 
 
 def describe_type(value: Any) -> str:
@@ -169,43 +205,73 @@ def call_student(student: Student, function: str, case: Case) -> Any:
     except ProbeError as exc:
         raise Failure(f"{function} could not be graded: {exc}") from None
     if isinstance(got, StudentException):
-        raise Failure(f"{function} raised {got}")
+        where = [line for line in got.traceback.splitlines() if line.strip()][-4:-1]
+        raise Failure(f"{function} raised {got}" + ("\n" + "\n".join(where) if where else ""))
     return got
 
 
+# Calls one property check may make in all; past it, shrinking stops and the smallest
+# failing input seen so far is reported (shrinking big inputs can take thousands of calls).
+SHRINK_CALL_BUDGET = 400
+
+
+class _ShrinkBudgetSpent(BaseException):
+    """Stops hypothesis mid-shrink (BaseException: hypothesis does not catch it)."""
+
+
 # -- check builders ---------------------------------------------------------------------------
-def agrees_with_reference(function: str, reference: Callable[..., Any], cases: st.SearchStrategy[Case], *,
-                          output: str = "result", select: Callable[[Any], Any] | None = None,
+def agrees_with_reference(function: str, reference: Callable[..., Any],
+                          cases: st.SearchStrategy[Case] | tuple[Case, ...], *,
+                          output: str | tuple[str, ...] = "result", select: Callable[[Any], Any] | None = None,
                           hints: Mapping[str, str] | None = None, examples: int | None = None
                           ) -> Callable[[Student, Context], None]:
     """A check: on every drawn Case the student's answer equals the reference's.
 
     `select` picks the part of the answer to grade (applied to both sides), e.g. only
-    Z of (Z, cache). On failure, hypothesis shrinks to a minimal Case, which is shown.
+    Z of (Z, cache). `output` names the answer in feedback; a tuple of names means the
+    answer is a tuple of that many values. On failure, hypothesis shrinks to a minimal
+    Case, which is shown. A tuple of Cases (see `fixed`) is run as it is, in order.
     """
     pick = select or (lambda value: value)
 
     def run(student: Student, ctx: Context) -> None:
+        calls, smallest = [0], []  # smallest: [(input size, feedback)] of the failures seen
+
+        def one(case: Case) -> None:
+            calls[0] += 1
+            try:
+                got = call_student(student, function, case)
+                expected = reference(*_copy(case.args), **_copy(dict(case.kwargs)))
+                compare_named(pick(got), pick(expected), output, ctx.tolerance, hints)
+            except KernelFault as fault:
+                raise KernelFault(f"{fault.cause}, on input:\n{case.describe()}") from None
+            except Failure as exc:
+                message = f"{function} on input:\n{case.describe()}\n{exc}"
+                if not smallest or case.size() < smallest[0][0]:
+                    smallest[:] = [(case.size(), message)]
+                if calls[0] > SHRINK_CALL_BUDGET:
+                    raise _ShrinkBudgetSpent() from None
+                raise Failure(message) from None
+
+        if isinstance(cases, tuple):
+            for case in cases:
+                one(case)
+            return
+
         @settings(max_examples=examples or ctx.max_examples, database=None, derandomize=True,
                   deadline=None, print_blob=False, report_multiple_bugs=False,
                   phases=(Phase.explicit, Phase.generate, Phase.shrink),
                   suppress_health_check=list(HealthCheck))
         @given(cases)
         def prop(case: Case) -> None:
-            try:
-                got = call_student(student, function, case)
-            except KernelFault as fault:
-                raise KernelFault(f"{fault.cause}, on input:\n{case.describe()}") from None
-            expected = reference(*_copy(case.args), **_copy(dict(case.kwargs)))
-            try:
-                compare(pick(got), pick(expected), output, ctx.tolerance, hints)
-            except Failure as exc:
-                raise Failure(f"{function} on input:\n{case.describe()}\n{exc}") from None
+            one(case)
 
         try:
             prop()
         except Failure as exc:
-            raise Failure(str(exc).split("\nFalsifying example")[0]) from None
+            raise Failure(str(exc)) from None  # drop hypothesis' chained context
+        except _ShrinkBudgetSpent:
+            raise Failure(smallest[0][1]) from None
 
     return run
 
@@ -222,18 +288,24 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def fixed(*cases: Case) -> st.SearchStrategy[Case]:
-    """The course's own examples, run as they are (no shrinking needed)."""
-    return st.sampled_from(cases)
+def fixed(*cases: Case) -> tuple[Case, ...]:
+    """The course's own examples, run as they are, in order (nothing to draw or shrink)."""
+    return cases
 
 
 # -- strategies ---------------------------------------------------------------------------------
 def small_arrays(shape: tuple[int, ...], *, low: int = -9, high: int = 9, unique: bool = False
                  ) -> st.SearchStrategy[np.ndarray]:
-    """Float arrays of small integers: exact in float64, and they shrink to readable examples."""
+    """Float arrays of small integers: exact in float64, and they shrink to readable examples.
+
+    unique=True gives distinct values, e.g. max-pool windows without ties: a seeded random
+    permutation of 0..size-1 (hypothesis' own permutations start near ascending order,
+    where overlapping max-pool windows never share their maximum and bugs hide).
+    """
     from hypothesis.extra.numpy import arrays
 
     size = math.prod(shape)
-    if unique and high - low + 1 < size:
-        low, high = -size, size
-    return arrays(np.float64, shape, elements=st.integers(low, high).map(float), unique=unique)
+    if unique:
+        return st.integers(0, 2**16).map(
+            lambda seed: np.random.RandomState(seed).permutation(size).astype(np.float64).reshape(shape))
+    return arrays(np.float64, shape, elements=st.integers(low, high).map(float))

@@ -241,6 +241,17 @@ class KernelSession:
             raise probe.ProbeError("the call's folder was tampered with")
         return probe.read_result(call_dir, int(self.limits.max_result_mb * 1024 * 1024))
 
+    def defined(self, names: list[str]) -> set[str]:
+        """Which of `names` are callables in the kernel's namespace now."""
+        call_dir = self.exchange / uuid.uuid4().hex
+        call_dir.mkdir()
+        probe.write_call(call_dir, "", (), {}, query={"defined": list(names)})
+        self._execute_call(call_dir, "looking up the graded functions")
+        value = probe.read_result(call_dir, 1 << 16)
+        if not isinstance(value, list):
+            raise probe.ProbeError("the lookup answer has the wrong form")
+        return {n for n in value if isinstance(n, str)} & set(names)
+
     def _execute_call(self, call_dir: Path, what: str) -> None:
         reply = self._execute(f"__convgrade_call__({str(call_dir)!r})", self.limits.call_timeout)
         if reply is not None:

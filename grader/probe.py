@@ -47,10 +47,11 @@ class Unsupported:
         return f"<unsupported: {self.description}>"
 
 
-def write_call(call_dir: Path, function: str, args: tuple, kwargs: dict) -> None:
+def write_call(call_dir: Path, function: str, args: tuple, kwargs: dict, query: dict | None = None) -> None:
     """Serialise a call's inputs into call_dir (which must exist and be empty)."""
     files: list[str] = []
     spec = {
+        "query": query,
         "function": function,
         "args": [_encode(a, call_dir, files) for a in args],
         "kwargs": {k: _encode(v, call_dir, files) for k, v in kwargs.items()},

@@ -66,7 +66,11 @@ def __convgrade_install():
             spec = _loads(fh.read())
         name = spec["function"]
         fn = user_ns.get(name)
-        if fn is None or not callable(fn):
+        query = spec.get("query")
+        if query:
+            names = [n for n in query.get("defined", []) if callable(user_ns.get(n))]
+            result = {"ok": True, "value": names}
+        elif fn is None or not callable(fn):
             result = {"ok": False, "error": {"type": "NameError", "message": "%s is not defined" % name
                                               if fn is None else "%s is not a function" % name, "traceback": ""}}
         else:

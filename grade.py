@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""ConvGrade command line: grade notebooks of one exercise.
+
+    python grade.py --exercise conv_step_by_step submissions/*.ipynb --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from grader import results, spec
+from grader.grading import grade_submission
+from grader.report import print_report
+
+USAGE_ERROR = 2
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="grade.py", description="Grade Jupyter notebooks of one exercise.")
+    p.add_argument("--exercise", required=True, help=f"exercise name ({', '.join(spec.available())})")
+    p.add_argument("submissions", nargs="+", type=Path, help="notebooks, or folders of notebooks")
+    p.add_argument("--json", type=Path, help="write the results JSON here")
+    p.add_argument("--sandbox", default="none", choices=["none"], help="how the student's kernel is isolated")
+    p.add_argument("--cell-timeout", type=float, help="seconds per notebook cell (default: from the spec)")
+    p.add_argument("--notebook-timeout", type=float, help="seconds per notebook (default: from the spec)")
+    p.add_argument("--memory-mb", type=int, help="kernel address-space limit (default: from the spec)")
+    p.add_argument("--quiet", action="store_true", help="no per-test feedback, only the table")
+    return p.parse_args(argv)
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        out.extend(sorted(p.rglob("*.ipynb")) if p.is_dir() else [p])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    try:
+        exercise = spec.load_exercise(args.exercise)
+    except spec.SpecError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return USAGE_ERROR
+    files = expand(args.submissions)
+    missing = [str(p) for p in files if not p.exists()]
+    if missing:
+        console.print(f"[red]error:[/red] no such file: {', '.join(missing)}")
+        return USAGE_ERROR
+    limits = exercise.limits.replace(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
+                                     memory_mb=args.memory_mb)
+    graded = []
+    for path in files:
+        with console.status(f"grading {path.name}"):
+            graded.append(grade_submission(path, exercise, sandbox=args.sandbox, limits=limits))
+    print_report(console, exercise, graded, feedback=not args.quiet)
+    if args.json:
+        results.write_json(args.json, exercise.name, graded)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

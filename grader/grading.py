@@ -1,0 +1,114 @@
+"""Grading one submission: load, run in its kernel, check every graded item, score.
+
+Each graded item's checks run in this process; the kernel only answers calls. A
+fault that takes the kernel down fails the check that caused it (with the cause),
+and grading goes on with a restarted kernel.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from . import notebook
+from .checks import Check, Context, Failure
+from .kernel import KernelFault, KernelSession, NotebookRun
+from .probe import ProbeError
+from .results import SubmissionResult, TestResult
+from .spec import Exercise, Item, Limits
+
+
+def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "none",
+                     limits: Limits | None = None) -> SubmissionResult:
+    """Grade one notebook; never raises for anything the submission does."""
+    started = time.monotonic()
+    limits = limits or exercise.limits
+    try:
+        nb = notebook.load(path)
+    except notebook.Ungradable as exc:
+        return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score, error=str(exc))
+    with tempfile.TemporaryDirectory(prefix="convgrade-") as scratch:
+        workdir, exchange = _prepare(Path(scratch), exercise, path)
+        try:
+            with KernelSession(nb, workdir, exchange, limits, exercise.prelude, sandbox) as kernel:
+                run = kernel.run_notebook()
+                tests = [t for item in exercise.items for t in _grade_item(item, exercise, kernel, run, nb)]
+        except KernelFault as fault:  # the kernel could not be kept alive at all
+            return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
+                                    error=f"the notebook could not be run: {fault.cause}",
+                                    duration_s=round(time.monotonic() - started, 2))
+    result = SubmissionResult(str(path), "graded", round(sum(t.score for t in tests), 2), exercise.max_score,
+                              tests=tests, duration_s=round(time.monotonic() - started, 2),
+                              notebook_errors=[_describe_cell(c) for c in run.errors()]
+                              + [f"cell {i}: not run, the notebook's time limit was reached" for i in run.skipped])
+    return result
+
+
+def _prepare(scratch: Path, exercise: Exercise, path: Path) -> tuple[Path, Path]:
+    """The kernel's working folder (submission copy + helpers) and the call exchange folder."""
+    workdir, exchange = scratch / "work", scratch / "exchange"
+    workdir.mkdir()
+    exchange.mkdir()
+    if exercise.helpers and exercise.helpers.is_dir():
+        for helper in exercise.helpers.iterdir():
+            if helper.is_file():
+                shutil.copy2(helper, workdir / helper.name)
+            elif helper.is_dir():
+                shutil.copytree(helper, workdir / helper.name)
+    shutil.copy2(path, workdir / "submission.ipynb")
+    return workdir, exchange
+
+
+def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: NotebookRun, nb) -> list[TestResult]:
+    checks: list[Check] = exercise.checks.CHECKS[item.name]
+    shares = _shares(item.points, [c.weight for c in checks])
+    ctx = Context(exercise.tolerance, exercise.max_examples)
+    missing = _missing(item.name, kernel, run, nb)
+    tests = []
+    for check, max_score in zip(checks, shares):
+        name = f"{item.name}: {check.aspect}"
+        if missing:
+            tests.append(TestResult(name, 0.0, max_score, "failed", missing))
+            continue
+        try:
+            check.run(kernel, ctx)
+        except Failure as exc:
+            tests.append(TestResult(name, 0.0, max_score, "failed", str(exc)))
+        except KernelFault as fault:
+            tests.append(TestResult(name, 0.0, max_score, "failed", f"{item.name}: {fault.cause}"))
+        else:
+            tests.append(TestResult(name, max_score, max_score, "passed", ""))
+    return tests
+
+
+def _shares(points: float, weights: list[float]) -> list[float]:
+    """Split an item's points by weight, rounded to 0.01, summing exactly to the points."""
+    total = sum(weights)
+    shares = [round(points * w / total, 2) for w in weights[:-1]]
+    return [*shares, round(points - sum(shares), 2)]
+
+
+def _missing(name: str, kernel: KernelSession, run: NotebookRun, nb) -> str | None:
+    """Why `name` cannot be graded (not defined after the notebook ran), or None."""
+    try:
+        if name in kernel.defined([name]):
+            return None
+    except (KernelFault, ProbeError) as exc:
+        return f"{name} could not be looked up in the kernel: {exc}"
+    why = f"{name} is not defined after running the notebook."
+    cells = notebook.defining_cells(nb, name)
+    by_index = {c.index: c for c in run.cells}
+    problems = [_describe_cell(by_index[i]) for i in cells if i in by_index and (by_index[i].error or by_index[i].fatal)]
+    if not cells:
+        why += f" No cell contains `def {name}(`: was it renamed or deleted?"
+    elif problems:
+        why += " The cell that defines it failed: " + "; ".join(problems)
+    elif any(i in run.skipped for i in cells):
+        why += " The cell that defines it was not run: the notebook's time limit was reached."
+    return why
+
+
+def _describe_cell(cell) -> str:
+    return f"cell {cell.index}: {cell.fatal or cell.error}"
