@@ -87,7 +87,8 @@ def show(value: Any, limit: int = 36) -> str:
     if isinstance(value, np.generic):
         return repr(value.item())
     if isinstance(value, tuple | list) and len(value) <= 6:
-        inner = ", ".join(f"<array of shape {v.shape}>" if isinstance(v, np.ndarray) else show(v) for v in value)
+        flat = not any(isinstance(v, np.ndarray | tuple | list | dict) for v in value)
+        inner = (", " if flat else ",\n    ").join(show(v, limit) for v in value)
         return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
     text = repr(value)
     return text if len(text) <= 200 else text[:200] + "..."
@@ -188,6 +189,8 @@ def part(index: int, names: tuple[str, ...]) -> Callable[[Any], Any]:
 
 
 def describe_type(value: Any) -> str:
+    if isinstance(value, Unsupported):
+        return f"{value.description} (only arrays, numbers, tuples, lists and dicts can be graded)"
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape}" if value.shape else f"a 0-d array ({value.dtype})"
     if isinstance(value, np.generic):

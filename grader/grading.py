@@ -39,6 +39,11 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "none",
             return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
                                     error=f"the notebook could not be run: {fault.cause}",
                                     duration_s=round(time.monotonic() - started, 2))
+        except Exception as exc:  # a grader or machine fault: recorded, never a lost batch
+            return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
+                                    error=f"internal grader error ({type(exc).__name__}: {exc}); "
+                                          "please report it with this notebook",
+                                    duration_s=round(time.monotonic() - started, 2))
     result = SubmissionResult(str(path), "graded", round(sum(t.score for t in tests), 2), exercise.max_score,
                               tests=tests, duration_s=round(time.monotonic() - started, 2),
                               notebook_errors=[_describe_cell(c) for c in run.errors()]

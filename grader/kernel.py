@@ -83,6 +83,7 @@ class KernelSession:
         self._km = None
         self._kc = None
         self._last_error: str | None = None
+        self._gone: str | None = None      # why the kernel is beyond restarting
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "KernelSession":
@@ -120,17 +121,28 @@ class KernelSession:
         self._client = self._km = self._kc = None
 
     def _restart(self, cause: str) -> None:
-        """Replace a dead or stuck kernel and replay the cells that ran cleanly."""
+        """Replace a dead or stuck kernel and replay the cells that ran cleanly.
+
+        After max_restarts, or if the replay itself kills the kernel, the session is
+        gone: every later call fails at once with the reason (never a crash, never a pass).
+        """
         self._stop()
         self.restarts += 1
         if self.restarts > self.limits.max_restarts:
-            raise KernelFault(f"{cause}; the kernel was restarted {self.limits.max_restarts} times, giving up")
-        self._start()
-        for index in self._clean_cells:
-            try:
+            self._gone = f"{cause}; the kernel was restarted {self.limits.max_restarts} times, giving up"
+            raise KernelFault(self._gone)
+        try:
+            self._start()
+            for index in self._clean_cells:
                 self._client.execute_cell(self.nb.cells[index], index)
-            except DeadKernelError:
-                raise KernelFault(f"{cause}; the kernel died again while replaying cell {index}") from None
+        except DeadKernelError:
+            self._stop()
+            self._gone = f"{cause}; the kernel died again while replaying cell {index}"
+            raise KernelFault(self._gone) from None
+        except (RuntimeError, TimeoutError) as exc:
+            self._stop()
+            self._gone = f"{cause}; the kernel could not be restarted ({exc})"
+            raise KernelFault(self._gone) from None
 
     def _run_hidden(self, code: str) -> None:
         reply = self._execute(code, timeout=60)
@@ -186,6 +198,11 @@ class KernelSession:
                 self._client.execute_cell(cell, index)
             except DeadKernelError:
                 record.fatal = f"the kernel died while running this cell ({self._death_cause()})"
+                run.cells.append(record)
+                self._restart(record.fatal)
+                continue
+            except Exception as exc:  # e.g. a patched json module garbles the kernel's messages
+                record.fatal = f"the kernel stopped speaking the Jupyter protocol ({type(exc).__name__}: {exc})"
                 run.cells.append(record)
                 self._restart(record.fatal)
                 continue
@@ -253,7 +270,14 @@ class KernelSession:
         return {n for n in value if isinstance(n, str)} & set(names)
 
     def _execute_call(self, call_dir: Path, what: str) -> None:
-        reply = self._execute(f"__convgrade_call__({str(call_dir)!r})", self.limits.call_timeout)
+        if self._gone:
+            raise KernelFault(f"not run: {self._gone}")
+        try:
+            reply = self._execute(f"__convgrade_call__({str(call_dir)!r})", self.limits.call_timeout)
+        except Exception as exc:  # garbled messages: the kernel is unusable
+            cause = f"the kernel stopped speaking the Jupyter protocol during {what} ({type(exc).__name__})"
+            self._restart(cause)
+            raise KernelFault(cause) from None
         if reply is not None:
             return
         if not run_sync(self._km.is_alive)():

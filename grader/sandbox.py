@@ -66,7 +66,9 @@ def kernel_manager(mode: str, workdir: Path, exchange: Path, limits: Limits) -> 
     """A kernel manager for `mode` and the keyword arguments for start_kernel."""
     if mode != "none":
         raise ValueError(f"unknown sandbox mode {mode!r} (choose from {', '.join(MODES)})")
-    km = WrappedKernelManager(kernel_name="python3")
+    km = WrappedKernelManager(kernel_name="python3", transport="ipc", ip=str(exchange.parent / "ipc" / "kernel"),
+                              connection_file=str(exchange.parent / "ipc" / "kernel.json"))
+    (exchange.parent / "ipc").mkdir(exist_ok=True)
     prlimit = shutil.which("prlimit")
     km.wrapper = [prlimit, *rlimit_args(limits), "--"] if prlimit else []
     # The kernel is always this interpreter's ipykernel, whatever the notebook's metadata says.

@@ -10,24 +10,33 @@ def __convgrade_install():
     import numpy as np
 
     _open, _isinstance, _len, _repr = builtins.open, builtins.isinstance, builtins.len, builtins.repr
-    _save, _load, _asarray, _ndarray, _generic = np.save, np.load, np.asarray, np.ndarray, np.generic
+    _write_array, _read_array = np.lib.format.write_array, np.lib.format.read_array
+    _asarray, _ndarray, _generic = np.asarray, np.ndarray, np.generic
     _dumps, _loads, _join = json.dumps, json.loads, os.path.join
     _format_exception = traceback.format_exception
     user_ns = get_ipython().user_ns  # noqa: F821 (IPython global)
     MAX_DEPTH = 8
+
+    def load(path):
+        with _open(path, "rb") as fh:
+            return _read_array(fh, allow_pickle=False)
+
+    def save(path, arr):
+        with _open(path, "wb") as fh:
+            _write_array(fh, arr, allow_pickle=False)
 
     def decode(node, call_dir):
         if _isinstance(node, list):
             return [decode(x, call_dir) for x in node]
         if _isinstance(node, dict):
             if "$nd" in node:
-                return _load(_join(call_dir, node["$nd"]), allow_pickle=False)
+                return load(_join(call_dir, node["$nd"]))
             if "$tuple" in node:
                 return tuple(decode(x, call_dir) for x in node["$tuple"])
             if "$dict" in node:
                 return {k: decode(v, call_dir) for k, v in node["$dict"]}
             if "$npscalar" in node:
-                return _load(_join(call_dir, node["$npscalar"]), allow_pickle=False)[()]
+                return load(_join(call_dir, node["$npscalar"]))[()]
         return node
 
     def encode(value, call_dir, files, depth=0):
@@ -49,7 +58,7 @@ def __convgrade_install():
                 return {"$unsupported": type(value).__name__ + " (" + _repr(exc)[:200] + ")"}
             name = "o%d.npy" % _len(files)
             files.append(name)
-            _save(_join(call_dir, name), arr, allow_pickle=False)
+            save(_join(call_dir, name), arr)
             key = "$npscalar" if _isinstance(value, _generic) else "$nd"
             return {key: name}
         if _isinstance(value, tuple):

@@ -1,0 +1,59 @@
+"""Shared fixtures: an in-process student that still crosses the real probe boundary."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from grader import kernel_side, probe
+from grader.checks import Context
+from grader.spec import Exercise, load_exercise
+
+MAX_RESULT_BYTES = 64 << 20
+
+
+class InProcessStudent:
+    """A grader.checks.Student over plain Python functions, without a kernel.
+
+    Every call goes through the same serialisation as a kernel call: probe.write_call into a
+    fresh folder, the kernel-side probe runtime (exec'd here, its get_ipython().user_ns holding
+    the functions), then probe.read_result. So answers come back as plain data only.
+    """
+
+    def __init__(self, functions: Mapping[str, Callable[..., Any]], root: Path):
+        shell = SimpleNamespace(user_ns=dict(functions))
+        namespace: dict[str, Any] = {"get_ipython": lambda: shell}
+        exec(compile(kernel_side.source("probe_runtime"), "probe_runtime.py", "exec"), namespace)
+        self._runtime = namespace["__convgrade_call__"]
+        self._root = root
+
+    def call(self, function: str, args: tuple = (), kwargs: dict | None = None) -> Any:
+        call_dir = Path(tempfile.mkdtemp(dir=self._root))
+        try:
+            probe.write_call(call_dir, function, tuple(args), dict(kwargs or {}))
+            self._runtime(str(call_dir))
+            return probe.read_result(call_dir, MAX_RESULT_BYTES)
+        finally:
+            shutil.rmtree(call_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def make_student(tmp_path: Path) -> Callable[[Mapping[str, Callable[..., Any]]], InProcessStudent]:
+    """make_student({"zero_pad": f, ...}) -> a Student whose calls round-trip through the probe."""
+    return lambda functions: InProcessStudent(functions, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def conv_exercise() -> Exercise:
+    return load_exercise("conv_step_by_step")
+
+
+@pytest.fixture(scope="session")
+def conv_context(conv_exercise: Exercise) -> Context:
+    return Context(tolerance=conv_exercise.tolerance, max_examples=conv_exercise.max_examples)

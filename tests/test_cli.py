@@ -1,0 +1,68 @@
+"""grade.py: exit codes and the results JSON contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import grade
+from grader import spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = spec.EXERCISES_DIR / "conv_step_by_step" / "samples"
+
+
+@pytest.mark.parametrize("argv", [
+    [],                                                         # nothing to grade
+    ["--exercise", "no_such_exercise", str(SAMPLES / "correct.ipynb")],
+    ["--exercise", "conv_step_by_step", "missing.ipynb"],
+    ["--exercise", "conv_step_by_step", "--sandbox", "docker", str(SAMPLES / "correct.ipynb")],
+])
+def test_usage_errors_exit_2(argv, capsys):
+    try:
+        code = grade.main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    assert code == 2
+
+
+def test_ungradable_files_still_get_a_result_and_exit_0(tmp_path):
+    out = tmp_path / "results.json"
+    code = grade.main(["--exercise", "conv_step_by_step", str(SAMPLES / "not_a_notebook.ipynb"),
+                       str(SAMPLES / "truncated.ipynb"), "--json", str(out), "--quiet"])
+    assert code == 0
+    doc = json.loads(out.read_text())
+    assert doc["exercise"] == "conv_step_by_step"
+    assert [s["status"] for s in doc["submissions"]] == ["ungradable", "ungradable"]
+    for s in doc["submissions"]:
+        assert s["score"] == 0 and s["max_score"] == 70 and s["error"] and s["tests"] == []
+
+
+@pytest.mark.slow
+def test_results_json_follows_the_contract(tmp_path):
+    out = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, "grade.py", "--exercise", "conv_step_by_step",
+                           str(SAMPLES / "correct.ipynb"), str(SAMPLES / "stride_off_by_one.ipynb"),
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "conv_forward" in proc.stdout and "70/70" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert set(doc) == {"exercise", "submissions"}
+    correct, wrong = doc["submissions"]
+    assert correct["status"] == "graded" and correct["score"] == correct["max_score"] == 70
+    assert correct["error"] is None
+    for sub in (correct, wrong):
+        assert {"submission", "status", "score", "max_score", "error", "tests"} <= set(sub)
+        assert sub["score"] == pytest.approx(sum(t["score"] for t in sub["tests"]))
+        assert sum(t["max_score"] for t in sub["tests"]) == pytest.approx(70)
+        for t in sub["tests"]:
+            assert set(t) == {"name", "score", "max_score", "status", "output"}
+            assert t["status"] in ("passed", "failed")
+            assert t["name"].split(":")[0] in {i.name for i in spec.load_exercise("conv_step_by_step").items}
+    failed = [t for t in wrong["tests"] if t["status"] == "failed"]
+    assert {t["name"].split(":")[0] for t in failed} == {"conv_forward"}
+    assert all("expected" in t["output"] and "on input" in t["output"] for t in failed)

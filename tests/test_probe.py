@@ -1,0 +1,85 @@
+"""The boundary's parser: only well-formed plain data comes back, nothing else is trusted."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from grader import probe
+
+
+def answer(call_dir, doc, **arrays):
+    (call_dir / "out.json").write_text(json.dumps(doc))
+    for name, arr in arrays.items():
+        np.save(call_dir / name, arr, allow_pickle=True)
+
+
+def test_inputs_round_trip_as_npy_and_json(tmp_path):
+    x = np.arange(6.0).reshape(2, 3)
+    probe.write_call(tmp_path, "f", (x, {"stride": 2, "pad": 1}, (x, 3)), {"mode": "max"})
+    spec = json.loads((tmp_path / "call.json").read_text())
+    assert spec["function"] == "f"
+    assert spec["kwargs"] == {"mode": "max"}
+    assert np.array_equal(np.load(tmp_path / spec["args"][0]["$nd"], allow_pickle=False), x)
+    assert spec["args"][1] == {"$dict": [["stride", 2], ["pad", 1]]}
+
+
+def test_nested_result_is_decoded_to_plain_values(tmp_path):
+    answer(tmp_path, {"ok": True, "value": {"$tuple": [{"$nd": "o0.npy"}, {"$dict": [["pad", 1]]},
+                                                       {"$npscalar": "o1.npy"}, None, [1.5, "x"]]}},
+           **{"o0.npy": np.ones((2, 2)), "o1.npy": np.float64(3.0)})
+    value = probe.read_result(tmp_path, 1 << 20)
+    assert isinstance(value, tuple) and len(value) == 5
+    assert value[0].shape == (2, 2) and value[1] == {"pad": 1}
+    assert value[2] == 3.0 and isinstance(value[2], np.float64)
+    assert value[3] is None and value[4] == [1.5, "x"]
+
+
+def test_a_raised_exception_comes_back_as_data(tmp_path):
+    answer(tmp_path, {"ok": False, "error": {"type": "ValueError", "message": "bad shape", "traceback": "tb"}})
+    err = probe.read_result(tmp_path, 1 << 20)
+    assert isinstance(err, probe.StudentException) and str(err) == "ValueError: bad shape"
+
+
+@pytest.mark.parametrize("name", ["../a0.npy", "/etc/passwd", "o0.npy/../../x", "a0.npy", "o1.pkl"])
+def test_result_may_not_name_files_outside_its_outputs(tmp_path, name):
+    answer(tmp_path, {"ok": True, "value": {"$nd": name}})
+    with pytest.raises(probe.ProbeError, match="unexpected file"):
+        probe.read_result(tmp_path, 1 << 20)
+
+
+def test_pickled_object_arrays_are_refused(tmp_path):
+    answer(tmp_path, {"ok": True, "value": {"$nd": "o0.npy"}}, **{"o0.npy": np.array([object()], dtype=object)})
+    with pytest.raises(probe.ProbeError, match="could not be read safely"):
+        probe.read_result(tmp_path, 1 << 20)
+
+
+def test_symlinked_result_files_are_refused(tmp_path):
+    secret = tmp_path.parent / "secret.npy"
+    np.save(secret, np.ones(3))
+    answer(tmp_path, {"ok": True, "value": {"$nd": "o0.npy"}})
+    os.symlink(secret, tmp_path / "o0.npy")
+    with pytest.raises(probe.ProbeError, match="missing"):
+        probe.read_result(tmp_path, 1 << 20)
+
+
+def test_oversize_results_are_refused(tmp_path):
+    answer(tmp_path, {"ok": True, "value": {"$nd": "o0.npy"}}, **{"o0.npy": np.zeros(100_000)})
+    with pytest.raises(probe.ProbeError, match="too large"):
+        probe.read_result(tmp_path, 10_000)
+
+
+@pytest.mark.parametrize("doc", ["not json", "[]", '{"ok": true, "value": {"$eval": "1"}}',
+                                 '{"ok": false, "error": "x"}'])
+def test_malformed_answers_are_protocol_errors(tmp_path, doc):
+    (tmp_path / "out.json").write_text(doc)
+    with pytest.raises(probe.ProbeError):
+        probe.read_result(tmp_path, 1 << 20)
+
+
+def test_no_answer_is_a_protocol_error(tmp_path):
+    with pytest.raises(probe.ProbeError, match="did not return"):
+        probe.read_result(tmp_path, 1 << 20)
