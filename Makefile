@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast clean sandbox-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,9 +12,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-setup: $(STAMP)
+# The kernel sandbox needs bubblewrap (and prlimit/setpriv from util-linux).
+sandbox-tools:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; \
+	  else echo "bubblewrap is missing: install it (apt-get install bubblewrap) or grade with --sandbox none"; exit 1; fi; }
 
-demo: $(STAMP)
+setup: $(STAMP) sandbox-tools
+
+demo: $(STAMP) sandbox-tools
 	@mkdir -p demo-results
 	@for ex in $$($(PY) -c 'from grader.spec import available; print(*available())'); do \
 	  $(PY) grade.py --exercise $$ex exercises/$$ex/samples --json demo-results/$$ex.json || exit 1; \
@@ -22,7 +29,7 @@ demo: $(STAMP)
 	@echo "results JSON in demo-results/"
 
 # Every test, the slow ones (real kernels, every sample) included.
-test: $(STAMP)
+test: $(STAMP) sandbox-tools
 	$(PY) -m pytest -m "slow or not slow"
 
 # The quick loop for development: no kernels.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from grader import results, spec
+from grader import results, sandbox, spec
 from grader.grading import grade_submission
 from grader.report import print_report
 
@@ -24,7 +24,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--exercise", required=True, help=f"exercise name ({', '.join(spec.available())})")
     p.add_argument("submissions", nargs="+", type=Path, help="notebooks, or folders of notebooks")
     p.add_argument("--json", type=Path, help="write the results JSON here")
-    p.add_argument("--sandbox", default="none", choices=["none"], help="how the student's kernel is isolated")
+    p.add_argument("--sandbox", default="bwrap", choices=sandbox.MODES,
+                   help="how the student's kernel is isolated (default bwrap; none: no isolation, see README)")
     p.add_argument("--cell-timeout", type=float, help="seconds per notebook cell (default: from the spec)")
     p.add_argument("--notebook-timeout", type=float, help="seconds per notebook (default: from the spec)")
     p.add_argument("--memory-mb", type=int, help="kernel address-space limit (default: from the spec)")
@@ -47,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     except spec.SpecError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return USAGE_ERROR
+    try:
+        sandbox.check_available(args.sandbox)
+    except sandbox.SandboxUnavailable as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return USAGE_ERROR
+    if args.sandbox == "none":
+        console.print(f"[bold red]WARNING[/bold red] {sandbox.UNPROTECTED}")
     files = expand(args.submissions)
     missing = [str(p) for p in files if not p.exists()]
     if missing:

@@ -17,10 +17,11 @@ from .checks import Check, Context, Failure
 from .kernel import KernelFault, KernelSession, NotebookRun
 from .probe import ProbeError
 from .results import SubmissionResult, TestResult
+from .sandbox import SUBMISSION_NAME
 from .spec import Exercise, Item, Limits
 
 
-def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "none",
+def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
                      limits: Limits | None = None) -> SubmissionResult:
     """Grade one notebook; never raises for anything the submission does."""
     started = time.monotonic()
@@ -62,7 +63,7 @@ def _prepare(scratch: Path, exercise: Exercise, path: Path) -> tuple[Path, Path]
                 shutil.copy2(helper, workdir / helper.name)
             elif helper.is_dir():
                 shutil.copytree(helper, workdir / helper.name)
-    shutil.copy2(path, workdir / "submission.ipynb")
+    shutil.copy2(path, workdir / SUBMISSION_NAME)
     return workdir, exchange
 
 

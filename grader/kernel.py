@@ -8,6 +8,7 @@ the cells that ran cleanly are replayed, so one fatal call costs only that call.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import uuid
@@ -82,6 +83,7 @@ class KernelSession:
         self._client: NotebookClient | None = None
         self._km = None
         self._kc = None
+        self._log = None
         self._last_error: str | None = None
         self._gone: str | None = None      # why the kernel is beyond restarting
 
@@ -95,6 +97,7 @@ class KernelSession:
 
     def _start(self) -> None:
         km, start_kwargs = kernel_manager(self.sandbox, self.workdir, self.exchange, self.limits)
+        self._log = start_kwargs.get("stderr")
         run_sync(km.start_kernel)(**start_kwargs)
         self._km = km
         client = _CappedClient(self.nb, km=km, allow_errors=True, interrupt_on_timeout=True,
@@ -118,7 +121,9 @@ class KernelSession:
                 run_sync(self._km.shutdown_kernel)(now=True)
             except Exception:
                 pass
-        self._client = self._km = self._kc = None
+        if self._log is not None:
+            self._log.close()
+        self._client = self._km = self._kc = self._log = None
 
     def _restart(self, cause: str) -> None:
         """Replace a dead or stuck kernel and replay the cells that ran cleanly.
@@ -236,12 +241,16 @@ class KernelSession:
         if code is None:
             return "cause unknown"
         if code < 0:
-            name = signal.Signals(-code).name
-            hint = " (out of memory, or killed)" if -code == signal.SIGKILL else ""
-            return f"killed by {name}{hint}"
-        if code == 137:
-            return "killed by SIGKILL (out of memory, or killed)"
+            return self._describe_signal(-code)
+        if code > 128 and code - 128 in signal.Signals._value2member_map_:  # bwrap reports 128 + signal
+            return self._describe_signal(code - 128)
         return f"it exited with status {code}"
+
+    @staticmethod
+    def _describe_signal(number: int) -> str:
+        hints = {signal.SIGKILL: " (out of memory, or killed)", signal.SIGSEGV: " (a crash in native code)",
+                 signal.SIGXCPU: " (the CPU time limit)", signal.SIGXFSZ: " (the file size limit)"}
+        return f"killed by {signal.Signals(number).name}{hints.get(number, '')}"
 
     # -- calls -------------------------------------------------------------------------------
     def call(self, function: str, args: tuple = (), kwargs: dict | None = None) -> Any:
@@ -250,8 +259,7 @@ class KernelSession:
         Raises probe.ProbeError for a protocol violation, KernelFault if the call hung or
         killed the kernel (after which the kernel has been restarted for the next call).
         """
-        call_dir = self.exchange / uuid.uuid4().hex
-        call_dir.mkdir()
+        call_dir = self._call_dir()
         probe.write_call(call_dir, function, args, kwargs or {})
         self._execute_call(call_dir, f"{function}()")
         if call_dir.is_symlink() or not call_dir.is_dir():
@@ -260,14 +268,22 @@ class KernelSession:
 
     def defined(self, names: list[str]) -> set[str]:
         """Which of `names` are callables in the kernel's namespace now."""
-        call_dir = self.exchange / uuid.uuid4().hex
-        call_dir.mkdir()
+        call_dir = self._call_dir()
         probe.write_call(call_dir, "", (), {}, query={"defined": list(names)})
         self._execute_call(call_dir, "looking up the graded functions")
         value = probe.read_result(call_dir, 1 << 16)
         if not isinstance(value, list):
             raise probe.ProbeError("the lookup answer has the wrong form")
         return {n for n in value if isinstance(n, str)} & set(names)
+
+    def _call_dir(self) -> Path:
+        """A fresh, unguessable folder for one call, writable by the kernel's user."""
+        call_dir = self.exchange / uuid.uuid4().hex
+        call_dir.mkdir()
+        owner = getattr(self._km, "kernel_owner", None)
+        if owner is not None:
+            os.chown(call_dir, owner, owner)
+        return call_dir
 
     def _execute_call(self, call_dir: Path, what: str) -> None:
         if self._gone:

@@ -42,6 +42,14 @@ def test_ungradable_files_still_get_a_result_and_exit_0(tmp_path):
         assert s["score"] == 0 and s["max_score"] == 70 and s["error"] and s["tests"] == []
 
 
+def test_sandbox_none_warns_loudly_what_is_not_protected(capsys):
+    code = grade.main(["--exercise", "conv_step_by_step", "--sandbox", "none", "--quiet",
+                       str(SAMPLES / "not_a_notebook.ipynb")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "WARNING" in out and "runs as you, with your files, your network" in out
+
+
 @pytest.mark.slow
 def test_results_json_follows_the_contract(tmp_path):
     out = tmp_path / "results.json"
