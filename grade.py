@@ -17,6 +17,8 @@ from grader.grading import grade_submission
 from grader.report import print_report
 
 USAGE_ERROR = 2
+LIMIT_OPTIONS = ("cell_timeout", "notebook_timeout", "call_timeout", "grading_timeout", "memory_mb", "processes",
+                 "file_size_mb", "open_files", "cpu_seconds")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -26,9 +28,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="write the results JSON here")
     p.add_argument("--sandbox", default="bwrap", choices=sandbox.MODES,
                    help="how the student's kernel is isolated (default bwrap; none: no isolation, see README)")
-    p.add_argument("--cell-timeout", type=float, help="seconds per notebook cell (default: from the spec)")
-    p.add_argument("--notebook-timeout", type=float, help="seconds per notebook (default: from the spec)")
-    p.add_argument("--memory-mb", type=int, help="kernel address-space limit (default: from the spec)")
+    limits = p.add_argument_group("limits (default: from the exercise spec)")
+    limits.add_argument("--cell-timeout", type=float, help="seconds per notebook cell")
+    limits.add_argument("--notebook-timeout", type=float, help="seconds for all of the notebook's cells")
+    limits.add_argument("--call-timeout", type=float, help="seconds per call of a graded function")
+    limits.add_argument("--grading-timeout", type=float, help="seconds for all calls after the notebook ran")
+    limits.add_argument("--memory-mb", type=int, help="kernel address space")
+    limits.add_argument("--processes", type=int, help="processes of the kernel's user (bwrap, as root)")
+    limits.add_argument("--file-size-mb", type=int, help="largest file the kernel may write; also its /tmp size")
+    limits.add_argument("--open-files", type=int, help="open files of the kernel")
+    limits.add_argument("--cpu-seconds", type=int, help="CPU time of the kernel")
     p.add_argument("--quiet", action="store_true", help="no per-test feedback, only the table")
     return p.parse_args(argv)
 
@@ -60,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         console.print(f"[red]error:[/red] no such file: {', '.join(missing)}")
         return USAGE_ERROR
-    limits = exercise.limits.replace(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
-                                     memory_mb=args.memory_mb)
+    limits = exercise.limits.replace(**{name: getattr(args, name) for name in LIMIT_OPTIONS})
     graded = []
     for path in files:
         with console.status(f"grading {path.name}"):

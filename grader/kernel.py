@@ -86,6 +86,7 @@ class KernelSession:
         self._log = None
         self._last_error: str | None = None
         self._gone: str | None = None      # why the kernel is beyond restarting
+        self._calls_deadline: float | None = None  # set when the first call is made
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "KernelSession":
@@ -288,8 +289,15 @@ class KernelSession:
     def _execute_call(self, call_dir: Path, what: str) -> None:
         if self._gone:
             raise KernelFault(f"not run: {self._gone}")
+        now = time.monotonic()
+        if self._calls_deadline is None:
+            self._calls_deadline = now + self.limits.grading_timeout
+        if now >= self._calls_deadline:
+            self._gone = f"the grading time limit ({self.limits.grading_timeout:g}s for all calls) was reached"
+            raise KernelFault(f"not run: {self._gone}")
+        timeout = min(self.limits.call_timeout, self._calls_deadline - now)
         try:
-            reply = self._execute(f"__convgrade_call__({str(call_dir)!r})", self.limits.call_timeout)
+            reply = self._execute(f"__convgrade_call__({str(call_dir)!r})", timeout)
         except Exception as exc:  # garbled messages: the kernel is unusable
             cause = f"the kernel stopped speaking the Jupyter protocol during {what} ({type(exc).__name__})"
             self._restart(cause)
@@ -299,7 +307,7 @@ class KernelSession:
         if not run_sync(self._km.is_alive)():
             cause = f"the kernel died during {what} ({self._death_cause()})"
         else:
-            cause = f"{what} ran longer than {self.limits.call_timeout:g}s"
+            cause = f"{what} ran longer than {timeout:g}s"
             run_sync(self._km.interrupt_kernel)()
             if self._responsive(3.0):
                 raise KernelFault(cause)

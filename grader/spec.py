@@ -26,6 +26,7 @@ class Limits:
     cell_timeout: float = 60.0        # seconds per notebook cell
     notebook_timeout: float = 600.0   # seconds for the whole notebook
     call_timeout: float = 20.0        # seconds per call of a graded function
+    grading_timeout: float = 300.0    # seconds for all calls after the notebook ran
     max_result_mb: float = 64.0       # bytes a single call may return
     max_restarts: int = 3             # kernel restarts per submission before giving up
     memory_mb: int = 4096             # address space of the kernel
