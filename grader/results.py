@@ -33,6 +33,7 @@ class SubmissionResult:
     tests: list[TestResult] = field(default_factory=list)
     duration_s: float = 0.0
     notebook_errors: list[str] = field(default_factory=list)
+    student: str = ""                 # who submitted it (batch grading derives it from the path)
 
     def item_scores(self) -> dict[str, tuple[float, float]]:
         """score/max per graded item (a test "f: aspect" belongs to item f)."""
