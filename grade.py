@@ -1,33 +1,37 @@
 #!/usr/bin/env python3
-"""ConvGrade command line: grade notebooks of one exercise.
+"""ConvGrade command line.
 
-    python grade.py --exercise conv_step_by_step submissions/*.ipynb --json results.json
+    python grade.py --exercise conv_step_by_step submissions/ --json results.json   # grade a batch
+    python grade.py merge grades.sqlite shard-*.sqlite                              # join gradebooks
+    python grade.py check my_notebook.ipynb                                         # student self-check
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from grader import results, sandbox, spec
-from grader.grading import grade_submission
+from grader.batch import Job, discover, run_batch, shard
+from grader.gradebook import Gradebook
 from grader.report import print_report
 
 USAGE_ERROR = 2
+BELOW_THRESHOLD = 1
 LIMIT_OPTIONS = ("cell_timeout", "notebook_timeout", "call_timeout", "grading_timeout", "memory_mb", "processes",
                  "file_size_mb", "open_files", "cpu_seconds")
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="grade.py", description="Grade Jupyter notebooks of one exercise.")
-    p.add_argument("--exercise", required=True, help=f"exercise name ({', '.join(spec.available())})")
-    p.add_argument("submissions", nargs="+", type=Path, help="notebooks, or folders of notebooks")
-    p.add_argument("--json", type=Path, help="write the results JSON here")
-    p.add_argument("--sandbox", default="bwrap", choices=sandbox.MODES,
-                   help="how the student's kernel is isolated (default bwrap; none: no isolation, see README)")
+class UsageError(Exception):
+    pass
+
+
+def add_limits(p: argparse.ArgumentParser) -> None:
     limits = p.add_argument_group("limits (default: from the exercise spec)")
     limits.add_argument("--cell-timeout", type=float, help="seconds per notebook cell")
     limits.add_argument("--notebook-timeout", type=float, help="seconds for all of the notebook's cells")
@@ -38,46 +42,195 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     limits.add_argument("--file-size-mb", type=int, help="largest file the kernel may write; also its /tmp size")
     limits.add_argument("--open-files", type=int, help="open files of the kernel")
     limits.add_argument("--cpu-seconds", type=int, help="CPU time of the kernel")
-    p.add_argument("--quiet", action="store_true", help="no per-test feedback, only the table")
-    return p.parse_args(argv)
 
 
-def expand(paths: list[Path]) -> list[Path]:
-    out: list[Path] = []
-    for p in paths:
-        out.extend(sorted(p.rglob("*.ipynb")) if p.is_dir() else [p])
-    return out
+def grade_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="grade.py", description="Grade Jupyter notebooks of one exercise.",
+                                epilog="Other commands: 'grade.py merge OUT IN...', 'grade.py check NOTEBOOK'.")
+    p.add_argument("--exercise", required=True, help=f"exercise name ({', '.join(spec.available())})")
+    p.add_argument("submissions", nargs="+", type=Path, help="notebooks, or folders of notebooks")
+    p.add_argument("--sandbox", default="bwrap", choices=sandbox.MODES,
+                   help="how the student's kernel is isolated (default bwrap; none: no isolation, see README)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)")
+    p.add_argument("--scheduler", help="address of a Dask distributed scheduler to send the work to")
+    p.add_argument("--gradebook", type=Path, default=Path("grades.sqlite"), help="SQLite gradebook (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="regrade submissions whose result is current")
+    p.add_argument("--shard", help="grade only shard K of N (K/N, 1-based), split by student id")
+    p.add_argument("--student-pattern", help="regex with a group named 'student', searched in each path")
+    out = p.add_argument_group("outputs")
+    out.add_argument("--json", type=Path, help="the results JSON")
+    out.add_argument("--csv", type=Path, help="one row per student, a column per item and per test")
+    out.add_argument("--gradescope", type=Path, help="folder: one Gradescope results.json per submission")
+    out.add_argument("--junit", type=Path, help="JUnit XML: a testsuite per submission, a testcase per check")
+    out.add_argument("--feedback", type=Path, help="folder: one feedback file per student")
+    out.add_argument("--feedback-format", choices=("md", "html"), default="md")
+    out.add_argument("--report", type=Path, help="the class report (HTML)")
+    out.add_argument("--quiet", action="store_true", help="no per-test feedback on the terminal, only the table")
+    p.add_argument("--fail-under", type=float, metavar="PERCENT",
+                   help=f"exit {BELOW_THRESHOLD} if any submission scores below PERCENT of the maximum")
+    add_limits(p)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
     console = Console(width=None if sys.stdout.isatty() else 200)
+    commands = {"merge": merge_command, "check": check_command}
     try:
-        exercise = spec.load_exercise(args.exercise)
+        if argv and argv[0] in commands:
+            return commands[argv[0]](argv[1:], console)
+        return grade_command(argv, console)
+    except UsageError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return USAGE_ERROR
+
+
+def _exercise(name: str) -> spec.Exercise:
+    try:
+        return spec.load_exercise(name)
     except spec.SpecError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return USAGE_ERROR
+        raise UsageError(str(exc)) from None
+
+
+def _limits(exercise: spec.Exercise, args: argparse.Namespace) -> spec.Limits:
+    return exercise.limits.replace(**{name: getattr(args, name) for name in LIMIT_OPTIONS})
+
+
+def _check_sandbox(mode: str, console: Console, warn: bool = True) -> None:
     try:
-        sandbox.check_available(args.sandbox)
+        sandbox.check_available(mode)
     except sandbox.SandboxUnavailable as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return USAGE_ERROR
-    if args.sandbox == "none":
+        raise UsageError(str(exc)) from None
+    if mode == "none" and warn:
         console.print(f"[bold red]WARNING[/bold red] {sandbox.UNPROTECTED}")
-    files = expand(args.submissions)
-    missing = [str(p) for p in files if not p.exists()]
+
+
+def grade_command(argv: list[str], console: Console) -> int:
+    args = grade_parser().parse_args(argv)
+    exercise = _exercise(args.exercise)
+    _check_sandbox(args.sandbox, console)
+    missing = [str(p) for p in args.submissions if not p.exists()]
     if missing:
-        console.print(f"[red]error:[/red] no such file: {', '.join(missing)}")
-        return USAGE_ERROR
-    limits = exercise.limits.replace(**{name: getattr(args, name) for name in LIMIT_OPTIONS})
-    graded = []
-    for path in files:
-        with console.status(f"grading {path.name}"):
-            graded.append(grade_submission(path, exercise, sandbox=args.sandbox, limits=limits))
+        raise UsageError(f"no such file: {', '.join(missing)}")
+    try:
+        jobs = discover(args.submissions, args.student_pattern)
+        if args.shard:
+            k, n = (int(x) for x in args.shard.split("/"))
+            jobs = shard(jobs, k, n)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{exc}") from None
+    graded = _run(exercise, jobs, args, console)
     print_report(console, exercise, graded, feedback=not args.quiet)
+    write_outputs(args, exercise, graded)
+    if args.fail_under is not None:
+        below = [r for r in graded if r.status != "graded" or 100 * r.score / r.max_score < args.fail_under]
+        if below:
+            console.print(f"{len(below)} submission(s) below {args.fail_under:g}%: "
+                          + ", ".join(r.student for r in below))
+            return BELOW_THRESHOLD
+    return 0
+
+
+def _run(exercise: spec.Exercise, jobs: list[Job], args: argparse.Namespace, console: Console) -> list:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())
+    executor, client = None, None
+    if args.scheduler:
+        from distributed import Client  # optional: only for --scheduler
+
+        client = Client(args.scheduler)
+        executor = client.get_executor(**({"resources": {"GPU": 1}} if exercise.requires_gpu else {}))
+    try:
+        with Gradebook(args.gradebook) as book, Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(f"grading {exercise.name}", total=len(jobs))
+
+            def on_result(job: Job, result, fresh: bool) -> None:
+                progress.advance(task)
+                if fresh:
+                    progress.console.print(f"  {job.student}: {result.score:g}/{result.max_score:g}"
+                                           + ("" if result.status == "graded" else f" ({result.status})"),
+                                           highlight=False)
+
+            return run_batch(exercise, jobs, book, workers=args.jobs, sandbox=args.sandbox,
+                             limits=_limits(exercise, args), force=args.force, executor=executor,
+                             on_result=on_result)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def write_outputs(args: argparse.Namespace, exercise: spec.Exercise, graded: list) -> None:
     if args.json:
         results.write_json(args.json, exercise.name, graded)
+    if args.csv or args.gradescope or args.junit:
+        from grader import exports
+
+        if args.csv:
+            exports.write_csv(args.csv, exercise, graded)
+        if args.gradescope:
+            exports.write_gradescope(args.gradescope, exercise, graded)
+        if args.junit:
+            exports.write_junit(args.junit, exercise, graded)
+    if args.feedback or args.report:
+        from grader import html_report
+
+        if args.feedback:
+            html_report.write_feedback(args.feedback, exercise, graded, args.feedback_format)
+        if args.report:
+            html_report.write_class_report(args.report, exercise, graded)
+
+
+def merge_command(argv: list[str], console: Console) -> int:
+    p = argparse.ArgumentParser(prog="grade.py merge", description="Join gradebooks (e.g. of CI shards).")
+    p.add_argument("output", type=Path, help="gradebook to merge into (created if missing)")
+    p.add_argument("inputs", nargs="+", type=Path, help="gradebooks to merge from")
+    args = p.parse_args(argv)
+    missing = [str(x) for x in args.inputs if not x.is_file()]
+    if missing:
+        raise UsageError(f"no such gradebook: {', '.join(missing)}")
+    with Gradebook(args.output) as book:
+        for source in args.inputs:
+            console.print(f"{source}: {book.merge_from(source)} submission(s) merged")
     return 0
+
+
+def check_command(argv: list[str], console: Console) -> int:
+    p = argparse.ArgumentParser(prog="grade.py check",
+                                description="Self-check: run the public checks on your notebook (no gradebook).")
+    p.add_argument("notebook", type=Path)
+    p.add_argument("--exercise", help="exercise name (default: guessed from the functions the notebook defines)")
+    p.add_argument("--sandbox", default="none", choices=sandbox.MODES,
+                   help="default none: it is your own code on your own machine")
+    add_limits(p)
+    args = p.parse_args(argv)
+    if not args.notebook.is_file():
+        raise UsageError(f"no such file: {args.notebook}")
+    _check_sandbox(args.sandbox, console, warn=False)
+    exercise = _exercise(args.exercise or guess_exercise(args.notebook))
+    from grader.grading import grade_submission
+    from grader.report import feedback_text
+
+    result = grade_submission(args.notebook, exercise, sandbox=args.sandbox, limits=_limits(exercise, args),
+                              public_only=True)
+    console.print(feedback_text(result), markup=False, highlight=False)
+    console.print("(public checks only: the graded run also tests your functions on other inputs)")
+    return 0
+
+
+def guess_exercise(path: Path) -> str:
+    """The exercise whose graded items the notebook defines most of."""
+    from grader import notebook
+
+    try:
+        nb = notebook.load(path)
+    except notebook.Ungradable as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    scores = {name: sum(bool(notebook.defining_cells(nb, i.name)) for i in spec.load_exercise(name).items)
+              for name in spec.available()}
+    best = max(scores, key=scores.get, default=None)
+    if not best or scores[best] == 0:
+        raise UsageError("cannot tell which exercise this notebook is; pass --exercise")
+    return best
 
 
 if __name__ == "__main__":

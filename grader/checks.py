@@ -69,6 +69,7 @@ class Check:
     aspect: str
     run: Callable[[Student, Context], None]
     weight: float = 1.0
+    public: bool = False   # run by the student self-check (`grade.py check`), too
 
 
 # -- showing values --------------------------------------------------------------------------

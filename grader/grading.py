@@ -22,8 +22,11 @@ from .spec import Exercise, Item, Limits
 
 
 def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
-                     limits: Limits | None = None) -> SubmissionResult:
-    """Grade one notebook; never raises for anything the submission does."""
+                     limits: Limits | None = None, public_only: bool = False) -> SubmissionResult:
+    """Grade one notebook; never raises for anything the submission does.
+
+    public_only: run only the checks marked public (the student self-check).
+    """
     started = time.monotonic()
     limits = limits or exercise.limits
     try:
@@ -35,7 +38,8 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
         try:
             with KernelSession(nb, workdir, exchange, limits, exercise.prelude, sandbox) as kernel:
                 run = kernel.run_notebook()
-                tests = [t for item in exercise.items for t in _grade_item(item, exercise, kernel, run, nb)]
+                tests = [t for item in exercise.items
+                         for t in _grade_item(item, exercise, kernel, run, nb, public_only)]
         except KernelFault as fault:  # the kernel could not be kept alive at all
             return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
                                     error=f"the notebook could not be run: {fault.cause}",
@@ -67,8 +71,9 @@ def _prepare(scratch: Path, exercise: Exercise, path: Path) -> tuple[Path, Path]
     return workdir, exchange
 
 
-def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: NotebookRun, nb) -> list[TestResult]:
-    checks: list[Check] = exercise.checks.CHECKS[item.name]
+def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: NotebookRun, nb,
+                public_only: bool = False) -> list[TestResult]:
+    checks: list[Check] = [c for c in exercise.checks.CHECKS[item.name] if c.public or not public_only]
     shares = _shares(item.points, [c.weight for c in checks])
     ctx = Context(exercise.tolerance, exercise.max_examples)
     missing = _missing(item.name, kernel, run, nb)

@@ -66,6 +66,7 @@ class Exercise:
     helpers: Path | None
     template: Path | None
     max_examples: int
+    requires_gpu: bool
     checks: ModuleType = field(repr=False, compare=False)
 
     @property
@@ -113,6 +114,7 @@ def load_exercise(name: str, exercises_dir: Path = EXERCISES_DIR) -> Exercise:
         helpers=helpers,
         template=template,
         max_examples=int(doc.get("property", {}).get("max_examples", 30)),
+        requires_gpu=bool(doc.get("device", {}).get("requires_gpu", False)),
         checks=checks,
     )
 

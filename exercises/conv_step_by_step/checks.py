@@ -139,18 +139,18 @@ ZC, AC = ("Z", "cache"), ("A", "cache")
 
 CHECKS: dict[str, list[Check]] = {
     "zero_pad": [
-        Check("course example", agrees_with_reference("zero_pad", ref.zero_pad, fixed(_course_zero_pad()),
+        Check("course example", public=True, run=agrees_with_reference("zero_pad", ref.zero_pad, fixed(_course_zero_pad()),
                                                       output="X_pad")),
         Check("random inputs", agrees_with_reference("zero_pad", ref.zero_pad, zero_pad_cases(), output="X_pad")),
     ],
     "conv_single_step": [
-        Check("course example", agrees_with_reference("conv_single_step", ref.conv_single_step,
+        Check("course example", public=True, run=agrees_with_reference("conv_single_step", ref.conv_single_step,
                                                       fixed(_course_conv_single_step()), output="Z")),
         Check("random inputs", agrees_with_reference("conv_single_step", ref.conv_single_step,
                                                      conv_single_step_cases(), output="Z")),
     ],
     "conv_forward": [
-        Check("course example", agrees_with_reference("conv_forward", ref.conv_forward,
+        Check("course example", public=True, run=agrees_with_reference("conv_forward", ref.conv_forward,
                                                       fixed(_course_conv_forward()), output="Z", select=part(0, ZC))),
         Check("random inputs", agrees_with_reference("conv_forward", ref.conv_forward, conv_forward_cases(),
                                                      output="Z", select=part(0, ZC))),
@@ -158,7 +158,7 @@ CHECKS: dict[str, list[Check]] = {
                                              output="cache", select=part(1, ZC), hints=CACHE_HINTS, examples=10)),
     ],
     "pool_forward": [
-        Check("course examples", agrees_with_reference(
+        Check("course examples", public=True, run=agrees_with_reference(
             "pool_forward", ref.pool_forward,
             fixed(*(_course_pool_forward(mode, s) for mode in ("max", "average") for s in (1, 2))),
             output="A", select=part(0, AC))),
@@ -168,26 +168,26 @@ CHECKS: dict[str, list[Check]] = {
                                              output="cache", select=part(1, AC), hints=POOL_CACHE_HINTS, examples=10)),
     ],
     "conv_backward": [
-        Check("course example", agrees_with_reference("conv_backward", ref.conv_backward,
+        Check("course example", public=True, run=agrees_with_reference("conv_backward", ref.conv_backward,
                                                       fixed(_course_conv_backward()), output=("dA_prev", "dW", "db"))),
         Check("random inputs", agrees_with_reference("conv_backward", ref.conv_backward, conv_backward_cases(),
                                                      output=("dA_prev", "dW", "db"))),
     ],
     "create_mask_from_window": [
-        Check("course example", agrees_with_reference(
+        Check("course example", public=True, run=agrees_with_reference(
             "create_mask_from_window", ref.create_mask_from_window,
             fixed(Case((np.array([[-1.0, 2, 3], [2, -3, 2], [1, 5, -2]]),), names=("x",))), output="mask")),
         Check("random inputs", agrees_with_reference("create_mask_from_window", ref.create_mask_from_window,
                                                      create_mask_cases(), output="mask")),
     ],
     "distribute_value": [
-        Check("course example", agrees_with_reference("distribute_value", ref.distribute_value,
+        Check("course example", public=True, run=agrees_with_reference("distribute_value", ref.distribute_value,
                                                       fixed(Case((2.0, (2, 2)), names=("dz", "shape"))), output="a")),
         Check("random inputs", agrees_with_reference("distribute_value", ref.distribute_value,
                                                      distribute_value_cases(), output="a")),
     ],
     "pool_backward": [
-        Check("course examples", agrees_with_reference(
+        Check("course examples", public=True, run=agrees_with_reference(
             "pool_backward", ref.pool_backward, fixed(_course_pool_backward("max"), _course_pool_backward("average")),
             output="dA_prev")),
         Check("random inputs", agrees_with_reference("pool_backward", ref.pool_backward, pool_backward_cases(),

@@ -1,0 +1,142 @@
+"""The gradebook: an embedded SQLite file, one row per submission and one per test.
+
+Written by the batch's main process only, one transaction per submission, so a batch
+killed at any point loses at most the submissions in flight and never leaves half a
+result; WAL mode and a busy timeout let several batches (shards) write one file.
+A submission is keyed by (exercise, student): regrading replaces its row.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+from .results import SubmissionResult, TestResult
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS submissions (
+    exercise TEXT NOT NULL,
+    student TEXT NOT NULL,
+    submission TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    spec_hash TEXT NOT NULL,
+    grader_version TEXT NOT NULL,
+    device TEXT NOT NULL,
+    status TEXT NOT NULL,
+    score REAL NOT NULL,
+    max_score REAL NOT NULL,
+    error TEXT,
+    duration_s REAL NOT NULL,
+    notebook_errors TEXT NOT NULL,
+    graded_at REAL NOT NULL,
+    PRIMARY KEY (exercise, student)
+);
+CREATE TABLE IF NOT EXISTS tests (
+    exercise TEXT NOT NULL,
+    student TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    score REAL NOT NULL,
+    max_score REAL NOT NULL,
+    status TEXT NOT NULL,
+    output TEXT NOT NULL,
+    PRIMARY KEY (exercise, student, name),
+    FOREIGN KEY (exercise, student) REFERENCES submissions (exercise, student) ON DELETE CASCADE
+);
+"""
+
+SUBMISSION_COLUMNS = ("exercise", "student", "submission", "content_hash", "spec_hash", "grader_version", "device",
+                      "status", "score", "max_score", "error", "duration_s", "notebook_errors", "graded_at")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a stored result was computed from; unchanged provenance means no regrade."""
+
+    content_hash: str
+    spec_hash: str
+    grader_version: str
+    device: str = "cpu"
+
+
+class Gradebook:
+    def __init__(self, path: Path):
+        self.path = path
+        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=60000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Gradebook":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def is_current(self, exercise: str, student: str, provenance: Provenance) -> bool:
+        row = self._db.execute(
+            "SELECT content_hash, spec_hash, grader_version, device FROM submissions WHERE exercise=? AND student=?",
+            (exercise, student)).fetchone()
+        return row is not None and tuple(row) == (provenance.content_hash, provenance.spec_hash,
+                                                  provenance.grader_version, provenance.device)
+
+    def record(self, exercise: str, result: SubmissionResult, provenance: Provenance) -> None:
+        """Store (or replace) one submission's result and its tests, atomically."""
+        row = (exercise, result.student, result.submission, provenance.content_hash, provenance.spec_hash,
+               provenance.grader_version, provenance.device, result.status, result.score, result.max_score,
+               result.error, result.duration_s, json.dumps(result.notebook_errors), time.time())
+        tests = [(exercise, result.student, i, t.name, t.score, t.max_score, t.status, t.output)
+                 for i, t in enumerate(result.tests)]
+        self._transaction([row], tests)
+
+    def _transaction(self, submissions: list[tuple], tests: list[tuple]) -> None:
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for row in submissions:
+                cur.execute("DELETE FROM tests WHERE exercise=? AND student=?", row[:2])
+                cur.execute(f"INSERT OR REPLACE INTO submissions VALUES ({','.join('?' * len(row))})", row)
+            cur.executemany("INSERT INTO tests VALUES (?,?,?,?,?,?,?,?)", tests)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+
+    def results(self, exercise: str, students: Iterable[str] | None = None) -> list[SubmissionResult]:
+        """Stored results of `exercise` (of `students`, in that order, if given)."""
+        rows = self._db.execute(
+            "SELECT student, submission, status, score, max_score, error, duration_s, notebook_errors "
+            "FROM submissions WHERE exercise=? ORDER BY student", (exercise,)).fetchall()
+        by_student = {}
+        for student, submission, status, score, max_score, error, duration, nb_errors in rows:
+            tests = [TestResult(*t) for t in self._db.execute(
+                "SELECT name, score, max_score, status, output FROM tests WHERE exercise=? AND student=? "
+                "ORDER BY position", (exercise, student))]
+            by_student[student] = SubmissionResult(submission, status, score, max_score, error, tests, duration,
+                                                   json.loads(nb_errors), student)
+        if students is None:
+            return list(by_student.values())
+        return [by_student[s] for s in students if s in by_student]
+
+    def merge_from(self, other: Path) -> int:
+        """Copy every submission of another gradebook in; the more recently graded row wins."""
+        count = 0
+        with closing(sqlite3.connect(other)) as src:
+            for row in src.execute(f"SELECT {','.join(SUBMISSION_COLUMNS)} FROM submissions"):
+                mine = self._db.execute("SELECT graded_at FROM submissions WHERE exercise=? AND student=?",
+                                        row[:2]).fetchone()
+                if mine is not None and mine[0] >= row[-1]:
+                    continue
+                tests = src.execute("SELECT * FROM tests WHERE exercise=? AND student=?", row[:2]).fetchall()
+                self._transaction([tuple(row)], [tuple(t) for t in tests])
+                count += 1
+        return count
