@@ -10,6 +10,8 @@ Gradescope format: "Autograder Specifications", section "Output format" and "Tes
 https://gradescope-autograders.readthedocs.io/en/latest/specs/): top-level `score` overrides the
 tests' total, `execution_time` is in seconds, test `status` "passed"/"failed" sets the test's
 appearance, `visibility` / `stdout_visibility` take hidden|after_due_date|after_published|visible.
+`output_format` / `test_output_format` / `test_name_format` "text" (its "Output String
+Formatting"): outputs hold student-controlled text, which Gradescope would otherwise render as HTML.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def _unique(name: str, taken: set[str]) -> str:
 
 def _gradescope_test(t: TestResult) -> dict[str, Any]:
     return {"name": t.name, "score": t.score, "max_score": t.max_score, "status": t.status,
-            "output": t.output, "visibility": "visible"}
+            "output": t.output, "output_format": "text", "visibility": "visible"}
 
 
 def _gradescope_summary(exercise: Exercise, r: SubmissionResult) -> str:
@@ -152,7 +154,8 @@ def gradescope_results(exercise: Exercise, r: SubmissionResult) -> dict[str, Any
         tests = [_gradescope_test(TestResult(UNGRADABLE_TEST, 0.0, r.max_score, "failed", error))]
     seconds = r.duration_s if math.isfinite(r.duration_s) else 0.0
     return {"score": r.score, "execution_time": max(0, round(seconds)),
-            "output": _gradescope_summary(exercise, r), "visibility": "visible",
+            "output": _gradescope_summary(exercise, r), "output_format": "text", "test_output_format": "text",
+            "test_name_format": "text", "visibility": "visible",
             "stdout_visibility": "hidden", "tests": tests}
 
 

@@ -101,10 +101,11 @@ def test_csv_item_columns_sum_their_tests_and_are_empty_when_ungradable(tmp_path
 
 # ------------------------------------------------------------------------------------ Gradescope
 
-TOP_KEYS = {"score": (int, float), "execution_time": int, "output": str, "visibility": str,
+TOP_KEYS = {"score": (int, float), "execution_time": int, "output": str, "output_format": str,
+            "test_output_format": str, "test_name_format": str, "visibility": str,
             "stdout_visibility": str, "tests": list}
 TEST_KEYS = {"name": str, "score": (int, float), "max_score": (int, float), "status": str,
-             "output": str, "visibility": str}
+             "output": str, "output_format": str, "visibility": str}
 
 
 def check_schema(doc: dict) -> None:
@@ -112,6 +113,7 @@ def check_schema(doc: dict) -> None:
     for key, kind in TOP_KEYS.items():
         assert isinstance(doc[key], kind) and not isinstance(doc[key], bool), key
     assert doc["visibility"] == "visible" and doc["stdout_visibility"] == "hidden"
+    assert doc["output_format"] == "text" and all(t["output_format"] == "text" for t in doc["tests"])
     for test in doc["tests"]:
         assert set(test) == set(TEST_KEYS)
         for key, kind in TEST_KEYS.items():
