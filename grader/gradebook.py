@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     duration_s REAL NOT NULL,
     notebook_errors TEXT NOT NULL,
     graded_at REAL NOT NULL,
+    timings TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (exercise, student)
 );
 CREATE TABLE IF NOT EXISTS tests (
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS tests (
 """
 
 SUBMISSION_COLUMNS = ("exercise", "student", "submission", "content_hash", "spec_hash", "grader_version", "device",
-                      "status", "score", "max_score", "error", "duration_s", "notebook_errors", "graded_at")
+                      "status", "score", "max_score", "error", "duration_s", "notebook_errors", "graded_at", "timings")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class Gradebook:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=60000")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(submissions)")}
+        if "timings" not in columns:  # gradebooks written before timings were recorded
+            self._db.execute("ALTER TABLE submissions ADD COLUMN timings TEXT NOT NULL DEFAULT '{}'")
 
     def close(self) -> None:
         self._db.close()
@@ -93,7 +97,8 @@ class Gradebook:
         """Store (or replace) one submission's result and its tests, atomically."""
         row = (exercise, result.student, result.submission, provenance.content_hash, provenance.spec_hash,
                provenance.grader_version, provenance.device, result.status, result.score, result.max_score,
-               result.error, result.duration_s, json.dumps(result.notebook_errors), time.time())
+               result.error, result.duration_s, json.dumps(result.notebook_errors), time.time(),
+               json.dumps(result.timings))
         tests = [(exercise, result.student, i, t.name, t.score, t.max_score, t.status, t.output)
                  for i, t in enumerate(result.tests)]
         self._transaction([row], tests)
@@ -104,7 +109,8 @@ class Gradebook:
         try:
             for row in submissions:
                 cur.execute("DELETE FROM tests WHERE exercise=? AND student=?", row[:2])
-                cur.execute(f"INSERT OR REPLACE INTO submissions VALUES ({','.join('?' * len(row))})", row)
+                cur.execute(f"INSERT OR REPLACE INTO submissions ({','.join(SUBMISSION_COLUMNS)}) "
+                            f"VALUES ({','.join('?' * len(row))})", row)
             cur.executemany("INSERT INTO tests VALUES (?,?,?,?,?,?,?,?)", tests)
             cur.execute("COMMIT")
         except BaseException:
@@ -114,15 +120,15 @@ class Gradebook:
     def results(self, exercise: str, students: Iterable[str] | None = None) -> list[SubmissionResult]:
         """Stored results of `exercise` (of `students`, in that order, if given)."""
         rows = self._db.execute(
-            "SELECT student, submission, status, score, max_score, error, duration_s, notebook_errors "
+            "SELECT student, submission, status, score, max_score, error, duration_s, notebook_errors, timings "
             "FROM submissions WHERE exercise=? ORDER BY student", (exercise,)).fetchall()
         by_student = {}
-        for student, submission, status, score, max_score, error, duration, nb_errors in rows:
+        for student, submission, status, score, max_score, error, duration, nb_errors, timings in rows:
             tests = [TestResult(*t) for t in self._db.execute(
                 "SELECT name, score, max_score, status, output FROM tests WHERE exercise=? AND student=? "
                 "ORDER BY position", (exercise, student))]
             by_student[student] = SubmissionResult(submission, status, score, max_score, error, tests, duration,
-                                                   json.loads(nb_errors), student)
+                                                   json.loads(nb_errors), student, json.loads(timings))
         if students is None:
             return list(by_student.values())
         return [by_student[s] for s in students if s in by_student]
@@ -130,11 +136,11 @@ class Gradebook:
     def merge_from(self, other: Path) -> int:
         """Copy every submission of another gradebook in; the more recently graded row wins."""
         count = 0
-        with closing(sqlite3.connect(other)) as src:
+        with closing(Gradebook(other)._db) as src:  # (brings an older file's schema up to date)
             for row in src.execute(f"SELECT {','.join(SUBMISSION_COLUMNS)} FROM submissions"):
                 mine = self._db.execute("SELECT graded_at FROM submissions WHERE exercise=? AND student=?",
                                         row[:2]).fetchone()
-                if mine is not None and mine[0] >= row[-1]:
+                if mine is not None and mine[0] >= row[SUBMISSION_COLUMNS.index("graded_at")]:
                     continue
                 tests = src.execute("SELECT * FROM tests WHERE exercise=? AND student=?", row[:2]).fetchall()
                 self._transaction([tuple(row)], [tuple(t) for t in tests])

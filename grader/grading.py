@@ -35,11 +35,18 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
         return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score, error=str(exc))
     with tempfile.TemporaryDirectory(prefix="convgrade-") as scratch:
         workdir, exchange = _prepare(Path(scratch), exercise, path)
+        timings: dict[str, float] = {}
         try:
+            clock = time.monotonic()
             with KernelSession(nb, workdir, exchange, limits, exercise.prelude, sandbox) as kernel:
+                timings["kernel_start"] = _lap(clock)
+                clock = time.monotonic()
                 run = kernel.run_notebook()
+                timings["notebook"] = _lap(clock)
+                clock = time.monotonic()
                 tests = [t for item in exercise.items
                          for t in _grade_item(item, exercise, kernel, run, nb, public_only)]
+                timings["checks"] = _lap(clock)
         except KernelFault as fault:  # the kernel could not be kept alive at all
             return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
                                     error=f"the notebook could not be run: {fault.cause}",
@@ -52,8 +59,13 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
     result = SubmissionResult(str(path), "graded", round(sum(t.score for t in tests), 2), exercise.max_score,
                               tests=tests, duration_s=round(time.monotonic() - started, 2),
                               notebook_errors=[_describe_cell(c) for c in run.errors()]
-                              + [f"cell {i}: not run, the notebook's time limit was reached" for i in run.skipped])
+                              + [f"cell {i}: not run, the notebook's time limit was reached" for i in run.skipped],
+                              timings=timings)
     return result
+
+
+def _lap(since: float) -> float:
+    return round(time.monotonic() - since, 3)
 
 
 def _prepare(scratch: Path, exercise: Exercise, path: Path) -> tuple[Path, Path]:

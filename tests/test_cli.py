@@ -22,9 +22,9 @@ SAMPLES = spec.EXERCISES_DIR / "conv_step_by_step" / "samples"
     ["--exercise", "conv_step_by_step", "missing.ipynb"],
     ["--exercise", "conv_step_by_step", "--sandbox", "docker", str(SAMPLES / "correct.ipynb")],
 ])
-def test_usage_errors_exit_2(argv, capsys):
+def test_usage_errors_exit_2(argv, capsys, tmp_path):
     try:
-        code = grade.main(argv)
+        code = grade.main(argv + (["--gradebook", str(tmp_path / "g.sqlite")] if argv else []))
     except SystemExit as exc:  # argparse
         code = exc.code
     assert code == 2
@@ -33,7 +33,8 @@ def test_usage_errors_exit_2(argv, capsys):
 def test_ungradable_files_still_get_a_result_and_exit_0(tmp_path):
     out = tmp_path / "results.json"
     code = grade.main(["--exercise", "conv_step_by_step", str(SAMPLES / "not_a_notebook.ipynb"),
-                       str(SAMPLES / "truncated.ipynb"), "--json", str(out), "--quiet"])
+                       str(SAMPLES / "truncated.ipynb"), "--json", str(out), "--quiet",
+                       "--gradebook", str(tmp_path / "g.sqlite")])
     assert code == 0
     doc = json.loads(out.read_text())
     assert doc["exercise"] == "conv_step_by_step"
@@ -42,9 +43,9 @@ def test_ungradable_files_still_get_a_result_and_exit_0(tmp_path):
         assert s["score"] == 0 and s["max_score"] == 70 and s["error"] and s["tests"] == []
 
 
-def test_sandbox_none_warns_loudly_what_is_not_protected(capsys):
+def test_sandbox_none_warns_loudly_what_is_not_protected(capsys, tmp_path):
     code = grade.main(["--exercise", "conv_step_by_step", "--sandbox", "none", "--quiet",
-                       str(SAMPLES / "not_a_notebook.ipynb")])
+                       "--gradebook", str(tmp_path / "g.sqlite"), str(SAMPLES / "not_a_notebook.ipynb")])
     out = capsys.readouterr().out
     assert code == 0
     assert "WARNING" in out and "runs as you, with your files, your network" in out
@@ -55,7 +56,7 @@ def test_results_json_follows_the_contract(tmp_path):
     out = tmp_path / "results.json"
     proc = subprocess.run([sys.executable, "grade.py", "--exercise", "conv_step_by_step",
                            str(SAMPLES / "correct.ipynb"), str(SAMPLES / "stride_off_by_one.ipynb"),
-                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                           "--json", str(out), "--gradebook", str(tmp_path / "g.sqlite")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "conv_forward" in proc.stdout and "70/70" in proc.stdout
     doc = json.loads(out.read_text())
