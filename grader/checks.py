@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from .kernel import KernelFault
@@ -217,6 +217,8 @@ def call_student(student: Student, function: str, case: Case) -> Any:
 # Calls one property check may make in all; past it, shrinking stops and the smallest
 # failing input seen so far is reported (shrinking big inputs can take thousands of calls).
 SHRINK_CALL_BUDGET = 400
+# Property checks draw from a fixed seed: every submission is tested on the same inputs.
+PROPERTY_SEED = 20211
 
 
 class _ShrinkBudgetSpent(BaseException):
@@ -257,25 +259,65 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
                     raise _ShrinkBudgetSpent() from None
                 raise Failure(message) from None
 
+        def first_disagreement(drawn: list[Case]) -> str | None:
+            """All of `drawn` in one kernel round trip: None if every answer agrees, else the
+            first failure's feedback ("" if the batch itself failed: retry call by call)."""
+            call_many = getattr(student, "call_many", None)
+            if call_many is None:
+                return ""
+            try:
+                answers = call_many(function, [(c.args, dict(c.kwargs)) for c in drawn])
+            except (KernelFault, ProbeError):
+                return ""
+            for case, got in zip(drawn, answers):
+                try:
+                    if isinstance(got, StudentException):
+                        raise Failure(f"{function} raised {got}")
+                    expected = reference(*_copy(case.args), **_copy(dict(case.kwargs)))
+                    compare_named(pick(got), pick(expected), output, ctx.tolerance, hints)
+                except Failure as exc:
+                    return f"{function} on input:\n{case.describe()}\n{exc}"
+            return None
+
         if isinstance(cases, tuple):
-            for case in cases:
+            if first_disagreement(list(cases)) is None:
+                return
+            for case in cases:  # call by call: the first failing example, with its traceback
                 one(case)
             return
 
-        @settings(max_examples=examples or ctx.max_examples, database=None, derandomize=True,
-                  deadline=None, print_blob=False, report_multiple_bugs=False,
-                  phases=(Phase.explicit, Phase.generate, Phase.shrink),
-                  suppress_health_check=list(HealthCheck))
+        hypothesis_settings = settings(max_examples=examples or ctx.max_examples, database=None, deadline=None,
+                                       print_blob=False, report_multiple_bugs=False,
+                                       phases=(Phase.explicit, Phase.generate, Phase.shrink),
+                                       suppress_health_check=list(HealthCheck))
+        drawn: list[Case] = []
+
+        # The same seed makes hypothesis draw the same examples in both runs (up to the first
+        # failure), so the batch below tests exactly what the call-by-call run would.
+        @seed(PROPERTY_SEED)
+        @hypothesis_settings
+        @given(cases)
+        def record(case: Case) -> None:
+            drawn.append(case)
+
+        @seed(PROPERTY_SEED)
+        @hypothesis_settings
         @given(cases)
         def prop(case: Case) -> None:
             one(case)
 
+        record()
+        batch_failure = first_disagreement(drawn)
+        if batch_failure is None:
+            return
         try:
-            prop()
+            prop()  # call by call: hypothesis finds the failure again and shrinks it
         except Failure as exc:
             raise Failure(str(exc)) from None  # drop hypothesis' chained context
         except _ShrinkBudgetSpent:
             raise Failure(smallest[0][1]) from None
+        if batch_failure:  # not reproduced call by call (a stateful function?): report it as found
+            raise Failure(batch_failure)
 
     return run
 

@@ -90,17 +90,19 @@ def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: Note
     ctx = Context(exercise.tolerance, exercise.max_examples)
     missing = _missing(item.name, kernel, run, nb)
     tests = []
+    fault: str | None = None  # a check of this item hung or killed the kernel: don't call it again
     for check, max_score in zip(checks, shares):
         name = f"{item.name}: {check.aspect}"
-        if missing:
-            tests.append(TestResult(name, 0.0, max_score, "failed", missing))
+        if missing or fault:
+            tests.append(TestResult(name, 0.0, max_score, "failed", missing or f"not run: {fault}"))
             continue
         try:
             check.run(kernel, ctx)
         except Failure as exc:
             tests.append(TestResult(name, 0.0, max_score, "failed", str(exc)))
-        except KernelFault as fault:
-            tests.append(TestResult(name, 0.0, max_score, "failed", f"{item.name}: {fault.cause}"))
+        except KernelFault as exc:
+            fault = f"{item.name}: {exc.cause}"
+            tests.append(TestResult(name, 0.0, max_score, "failed", fault))
         else:
             tests.append(TestResult(name, max_score, max_score, "passed", ""))
     return tests

@@ -59,6 +59,17 @@ def write_call(call_dir: Path, function: str, args: tuple, kwargs: dict, query: 
     (call_dir / "call.json").write_text(json.dumps(spec), encoding="utf-8")
 
 
+def write_batch(call_dir: Path, function: str, calls: list[tuple[tuple, dict]]) -> None:
+    """Serialise many calls of one function (one kernel round trip for all)."""
+    files: list[str] = []
+    spec = {
+        "function": function,
+        "batch": [{"args": [_encode(a, call_dir, files) for a in args],
+                   "kwargs": {k: _encode(v, call_dir, files) for k, v in kwargs.items()}} for args, kwargs in calls],
+    }
+    (call_dir / "call.json").write_text(json.dumps(spec), encoding="utf-8")
+
+
 def _encode(value: Any, call_dir: Path, files: list[str]) -> Any:
     if isinstance(value, np.ndarray | np.generic):
         name = f"a{len(files)}.npy"
@@ -82,6 +93,20 @@ def read_result(call_dir: Path, max_bytes: int) -> Any:
     Returns the decoded value, or a StudentException if the student's function raised.
     Raises ProbeError if the answer is missing or breaks the protocol.
     """
+    return _answer(_read_doc(call_dir), call_dir, [max_bytes])
+
+
+def read_batch(call_dir: Path, count: int, max_bytes: int) -> list[Any]:
+    """Parse the answer to write_batch: one value (or StudentException) per call, in order."""
+    doc = _read_doc(call_dir)
+    answers = doc.get("batch")
+    if not isinstance(answers, list) or len(answers) != count:
+        raise ProbeError("the batch answer has the wrong form")
+    budget = [max_bytes]
+    return [_answer(a, call_dir, budget) for a in answers]
+
+
+def _read_doc(call_dir: Path) -> dict:
     out = call_dir / "out.json"
     if not out.is_file() or out.is_symlink():
         raise ProbeError("the function did not return (no result was written)")
@@ -91,6 +116,12 @@ def read_result(call_dir: Path, max_bytes: int) -> Any:
         doc = json.loads(out.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProbeError(f"the result could not be parsed ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ProbeError("the result has the wrong form")
+    return doc
+
+
+def _answer(doc: Any, call_dir: Path, budget: list[int]) -> Any:
     if not isinstance(doc, dict) or "ok" not in doc:
         raise ProbeError("the result has the wrong form")
     if not doc["ok"]:
@@ -99,7 +130,6 @@ def read_result(call_dir: Path, max_bytes: int) -> Any:
             raise ProbeError("the error report has the wrong form")
         return StudentException(str(err.get("type", "Exception"))[:200], str(err.get("message", ""))[:2000],
                                 str(err.get("traceback", ""))[:4000])
-    budget = [max_bytes]
     return _decode(doc.get("value"), call_dir, budget, depth=0)
 
 

@@ -28,7 +28,7 @@ class Limits:
     call_timeout: float = 20.0        # seconds per call of a graded function
     grading_timeout: float = 300.0    # seconds for all calls after the notebook ran
     max_result_mb: float = 64.0       # bytes a single call may return
-    max_restarts: int = 3             # kernel restarts per submission before giving up
+    max_restarts: int = 8             # kernel restarts per submission before giving up
     memory_mb: int = 4096             # address space of the kernel
     processes: int = 256              # processes/threads of the sandbox user
     file_size_mb: int = 256           # largest file the kernel may write

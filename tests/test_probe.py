@@ -83,3 +83,28 @@ def test_malformed_answers_are_protocol_errors(tmp_path, doc):
 def test_no_answer_is_a_protocol_error(tmp_path):
     with pytest.raises(probe.ProbeError, match="did not return"):
         probe.read_result(tmp_path, 1 << 20)
+
+
+def test_a_batch_answers_each_call_in_order(tmp_path):
+    probe.write_batch(tmp_path, "f", [((np.ones(2),), {}), ((np.zeros(3),), {"k": 1})])
+    spec = json.loads((tmp_path / "call.json").read_text())
+    assert [c["kwargs"] for c in spec["batch"]] == [{}, {"k": 1}]
+    assert spec["batch"][0]["args"][0]["$nd"] != spec["batch"][1]["args"][0]["$nd"]  # no file shared
+    answer(tmp_path, {"batch": [{"ok": True, "value": {"$nd": "o0.npy"}},
+                                {"ok": False, "error": {"type": "ValueError", "message": "m", "traceback": ""}}]},
+           **{"o0.npy": np.ones(2)})
+    first, second = probe.read_batch(tmp_path, 2, 1 << 20)
+    assert np.array_equal(first, np.ones(2)) and isinstance(second, probe.StudentException)
+
+
+def test_a_batch_answer_with_the_wrong_count_is_refused(tmp_path):
+    answer(tmp_path, {"batch": [{"ok": True, "value": 1}]})
+    with pytest.raises(probe.ProbeError, match="wrong form"):
+        probe.read_batch(tmp_path, 2, 1 << 20)
+
+
+def test_the_size_budget_covers_the_whole_batch(tmp_path):
+    answer(tmp_path, {"batch": [{"ok": True, "value": {"$nd": f"o{i}.npy"}} for i in range(3)]},
+           **{f"o{i}.npy": np.zeros(1000) for i in range(3)})
+    with pytest.raises(probe.ProbeError, match="too large"):
+        probe.read_batch(tmp_path, 3, 20_000)

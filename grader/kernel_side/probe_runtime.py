@@ -70,29 +70,31 @@ def __convgrade_install():
                               for k, v in value.items()]}
         return {"$unsupported": type(value).__module__ + "." + type(value).__qualname__}
 
+    def one(fn, name, args, kwargs, call_dir, files):
+        if fn is None or not callable(fn):
+            return {"ok": False, "error": {"type": "NameError", "message": "%s is not defined" % name
+                                           if fn is None else "%s is not a function" % name, "traceback": ""}}
+        try:
+            value = fn(*decode(args, call_dir), **decode(kwargs, call_dir))
+            return {"ok": True, "value": encode(value, call_dir, files)}
+        except Exception as exc:
+            tb = "".join(_format_exception(type(exc), exc, exc.__traceback__)[-6:])
+            return {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)[:2000],
+                                           "traceback": tb[-4000:]}}
+
     def call(call_dir):
         with _open(_join(call_dir, "call.json"), encoding="utf-8") as fh:
             spec = _loads(fh.read())
         name = spec["function"]
         fn = user_ns.get(name)
         query = spec.get("query")
+        files = []
         if query:
-            names = [n for n in query.get("defined", []) if callable(user_ns.get(n))]
-            result = {"ok": True, "value": names}
-        elif fn is None or not callable(fn):
-            result = {"ok": False, "error": {"type": "NameError", "message": "%s is not defined" % name
-                                              if fn is None else "%s is not a function" % name, "traceback": ""}}
+            result = {"ok": True, "value": [n for n in query.get("defined", []) if callable(user_ns.get(n))]}
+        elif "batch" in spec:  # many calls of one function in one round trip
+            result = {"batch": [one(fn, name, c["args"], c["kwargs"], call_dir, files) for c in spec["batch"]]}
         else:
-            try:
-                args = decode(spec["args"], call_dir)
-                kwargs = decode(spec["kwargs"], call_dir)
-                value = fn(*args, **kwargs)
-                files = []
-                result = {"ok": True, "value": encode(value, call_dir, files)}
-            except Exception as exc:
-                tb = "".join(_format_exception(type(exc), exc, exc.__traceback__)[-6:])
-                result = {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)[:2000],
-                                                  "traceback": tb[-4000:]}}
+            result = one(fn, name, spec["args"], spec["kwargs"], call_dir, files)
         with _open(_join(call_dir, "out.json"), "w", encoding="utf-8") as fh:
             fh.write(_dumps(result))
 

@@ -1,0 +1,81 @@
+"""Batch grading of a class vs bare nbclient execution of the same notebooks; incremental regrade.
+
+    .venv/bin/python bench/batch.py --students 40
+
+Bare nbclient: each notebook executed once, serially, in a fresh kernel, with its helper files
+beside it: what running the notebooks costs with nothing checked. ConvGrade: the same notebooks
+graded (sandboxed kernels, every check, hypothesis properties) by `grade.py` with --jobs = cores.
+Then the same command again after one notebook changed (only that one is regraded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from common import HELPERS, ROOT, make_class, timed, write_section
+
+
+def bare_nbclient(paths: list[Path], scratch: Path) -> None:
+    for path in paths:
+        work = Path(tempfile.mkdtemp(dir=scratch))
+        for helper in HELPERS.iterdir():
+            shutil.copy(helper, work / helper.name)
+        nb = nbformat.read(path, as_version=4)
+        # The grader's prelude restores np.float etc.; give bare nbclient the same so it runs the same code.
+        nb.cells.insert(0, nbformat.v4.new_code_cell("import numpy as np\nnp.float = float\nnp.int = int"))
+        NotebookClient(nb, timeout=120, allow_errors=True, kernel_name="python3",
+                       resources={"metadata": {"path": str(work)}}).execute()
+
+
+def grade(folder: Path, book: Path, jobs: int) -> None:
+    subprocess.run([sys.executable, str(ROOT / "grade.py"), "--exercise", "conv_step_by_step", str(folder),
+                    "--gradebook", str(book), "--jobs", str(jobs), "--quiet"], check=True,
+                   stdout=subprocess.DEVNULL, cwd=ROOT)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--students", type=int, default=40)
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        paths = make_class(tmp / "class", args.students)
+        (tmp / "scratch").mkdir()
+        t_bare = timed(lambda: bare_nbclient(paths, tmp / "scratch"))
+        book = tmp / "grades.sqlite"
+        t_batch = timed(lambda: grade(tmp / "class", book, args.jobs))
+        t_noop = timed(lambda: grade(tmp / "class", book, args.jobs))
+        changed = paths[0]
+        changed.write_text(changed.read_text().replace('"cells": [', '"cells": [{"cell_type": "markdown", '
+                                                       '"metadata": {}, "source": ["edited"]},', 1))
+        t_one = timed(lambda: grade(tmp / "class", book, args.jobs))
+    n = args.students
+    body = f"""
+| what ({n} W1A1 notebooks) | wall time | per notebook | vs bare nbclient |
+|---|---|---|---|
+| bare nbclient, serial, no checks | {t_bare:.1f} s | {t_bare / n:.2f} s | 1.00x |
+| ConvGrade batch, --jobs {args.jobs}, sandboxed, all checks | {t_batch:.1f} s | {t_batch / n:.2f} s | {t_batch / t_bare:.2f}x |
+| same command again, nothing changed | {t_noop:.1f} s | | {t_noop / t_bare:.2f}x |
+| same command again, one notebook changed | {t_one:.1f} s | | {t_one / t_bare:.2f}x |
+
+The notebooks are the bundled gradable samples of conv_step_by_step, cycled (a third of them
+with mistakes, whose failing checks shrink counterexamples). The unchanged rerun only hashes
+the files and reads the gradebook; the one-notebook rerun grades exactly one submission.
+"""
+    print(body)
+    write_section("Batch grading vs bare nbclient (issue 6)", body,
+                  f".venv/bin/python bench/batch.py --students {n} --jobs {args.jobs}")
+
+
+if __name__ == "__main__":
+    main()
