@@ -9,6 +9,7 @@ and shrink a failure to a minimal one; that example, summarised, is the feedback
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -60,6 +61,7 @@ class Case:
 class Context:
     tolerance: Tolerance
     max_examples: int
+    data: Path | None = None   # the exercise's data folder, for checks that train
 
 
 @dataclass(frozen=True)

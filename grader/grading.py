@@ -22,10 +22,12 @@ from .spec import Exercise, Item, Limits
 
 
 def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
-                     limits: Limits | None = None, public_only: bool = False) -> SubmissionResult:
+                     limits: Limits | None = None, public_only: bool = False,
+                     data: Path | None = None) -> SubmissionResult:
     """Grade one notebook; never raises for anything the submission does.
 
     public_only: run only the checks marked public (the student self-check).
+    data: the exercise's data folder (default: the spec's stand-in).
     """
     started = time.monotonic()
     limits = limits or exercise.limits
@@ -34,18 +36,21 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
     except notebook.Ungradable as exc:
         return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score, error=str(exc))
     with tempfile.TemporaryDirectory(prefix="convgrade-") as scratch:
-        workdir, exchange = _prepare(Path(scratch), exercise, path)
+        workdir, exchange = _prepare(Path(scratch), exercise, path, data)
         timings: dict[str, float] = {}
         try:
             clock = time.monotonic()
-            with KernelSession(nb, workdir, exchange, limits, exercise.prelude, sandbox) as kernel:
+            with KernelSession(nb, workdir, exchange, limits, exercise.prelude, sandbox,
+                               env=exercise.kernel_env, skip_cells=exercise.skip_cells) as kernel:
                 timings["kernel_start"] = _lap(clock)
                 clock = time.monotonic()
                 run = kernel.run_notebook()
                 timings["notebook"] = _lap(clock)
                 clock = time.monotonic()
+                ctx = Context(exercise.tolerance, exercise.max_examples,
+                              exercise.data.resolve(data) if exercise.data else None)
                 tests = [t for item in exercise.items
-                         for t in _grade_item(item, exercise, kernel, run, nb, public_only)]
+                         for t in _grade_item(item, exercise, kernel, run, nb, ctx, public_only)]
                 timings["checks"] = _lap(clock)
         except KernelFault as fault:  # the kernel could not be kept alive at all
             return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
@@ -68,8 +73,8 @@ def _lap(since: float) -> float:
     return round(time.monotonic() - since, 3)
 
 
-def _prepare(scratch: Path, exercise: Exercise, path: Path) -> tuple[Path, Path]:
-    """The kernel's working folder (submission copy + helpers) and the call exchange folder."""
+def _prepare(scratch: Path, exercise: Exercise, path: Path, data: Path | None = None) -> tuple[Path, Path]:
+    """The kernel's working folder (submission copy, helpers, data) and the call exchange folder."""
     workdir, exchange = scratch / "work", scratch / "exchange"
     workdir.mkdir()
     exchange.mkdir()
@@ -79,15 +84,17 @@ def _prepare(scratch: Path, exercise: Exercise, path: Path) -> tuple[Path, Path]
                 shutil.copy2(helper, workdir / helper.name)
             elif helper.is_dir():
                 shutil.copytree(helper, workdir / helper.name)
+    if exercise.data is not None:
+        shutil.copytree(exercise.data.resolve(data), workdir / exercise.data.folder,
+                        ignore=shutil.ignore_patterns(".complete"))
     shutil.copy2(path, workdir / SUBMISSION_NAME)
     return workdir, exchange
 
 
-def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: NotebookRun, nb,
+def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: NotebookRun, nb, ctx: Context,
                 public_only: bool = False) -> list[TestResult]:
     checks: list[Check] = [c for c in exercise.checks.CHECKS[item.name] if c.public or not public_only]
     shares = _shares(item.points, [c.weight for c in checks])
-    ctx = Context(exercise.tolerance, exercise.max_examples)
     missing = _missing(item.name, kernel, run, nb)
     tests = []
     fault: str | None = None  # a check of this item hung or killed the kernel: don't call it again

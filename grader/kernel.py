@@ -9,6 +9,7 @@ the cells that ran cleanly are replayed, so one fatal call costs only that call.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 import uuid
@@ -50,6 +51,7 @@ class CellRun:
 class NotebookRun:
     cells: list[CellRun] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)   # not run: the notebook's time was up
+    not_run: list[int] = field(default_factory=list)   # not run: the exercise spec skips them
 
     def errors(self) -> list[CellRun]:
         return [c for c in self.cells if c.error or c.fatal]
@@ -71,13 +73,16 @@ class KernelSession:
     """The kernel of one submission. Use as a context manager."""
 
     def __init__(self, nb: nbformat.NotebookNode, workdir: Path, exchange: Path, limits: Limits,
-                 prelude: tuple[str, ...] = (), sandbox: str = "none"):
+                 prelude: tuple[str, ...] = (), sandbox: str = "none", env: dict[str, str] | None = None,
+                 skip_cells: tuple[str, ...] = ()):
         self.nb = nb
         self.workdir = workdir
         self.exchange = exchange
         self.limits = limits
         self.prelude = ("probe_runtime", *prelude)
         self.sandbox = sandbox
+        self.env = env or {}
+        self.skip = [re.compile(pattern) for pattern in skip_cells]
         self.restarts = 0
         self._clean_cells: list[int] = []
         self._client: NotebookClient | None = None
@@ -97,7 +102,7 @@ class KernelSession:
         self._stop()
 
     def _start(self) -> None:
-        km, start_kwargs = kernel_manager(self.sandbox, self.workdir, self.exchange, self.limits)
+        km, start_kwargs = kernel_manager(self.sandbox, self.workdir, self.exchange, self.limits, self.env)
         self._log = start_kwargs.get("stderr")
         run_sync(km.start_kernel)(**start_kwargs)
         self._km = km
@@ -192,6 +197,9 @@ class KernelSession:
         deadline = time.monotonic() + self.limits.notebook_timeout
         for index, cell in enumerate(self.nb.cells):
             if cell.cell_type != "code" or not cell.source.strip():
+                continue
+            if any(p.search(cell.source) for p in self.skip):
+                run.not_run.append(index)
                 continue
             remaining = deadline - time.monotonic()
             if remaining < 1:

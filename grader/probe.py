@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 _OUTPUT_NAME = re.compile(r"^o\d{1,6}\.npy$")
+_MODEL_NAME = re.compile(r"^o\d{1,6}\.json$")
 MAX_JSON_BYTES = 1 << 20
+MAX_MODEL_JSON_BYTES = 32 << 20
 
 
 class ProbeError(Exception):
@@ -35,6 +37,21 @@ class StudentException:
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type
+
+
+@dataclass(frozen=True)
+class KerasModelConfig:
+    """A Keras model returned by the student: its JSON architecture, as text (not yet built)."""
+
+    json: str
+
+
+@dataclass(frozen=True)
+class KerasInitializer:
+    """An initializer the kernel should build itself (e.g. constant(value=1)), as data."""
+
+    class_name: str
+    config: dict
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,8 @@ def write_batch(call_dir: Path, function: str, calls: list[tuple[tuple, dict]]) 
 
 
 def _encode(value: Any, call_dir: Path, files: list[str]) -> Any:
+    if isinstance(value, KerasInitializer):
+        return {"$keras_initializer": {"class_name": value.class_name, "config": dict(value.config)}}
     if isinstance(value, np.ndarray | np.generic):
         name = f"a{len(files)}.npy"
         files.append(name)
@@ -156,7 +175,27 @@ def _decode(node: Any, call_dir: Path, budget: list[int], depth: int) -> Any:
             return out
         if key == "$unsupported":
             return Unsupported(str(val)[:200])
+        if key == "$keras_model":
+            return _load_model_config(call_dir, val, budget)
     raise ProbeError("the result has an unknown element")
+
+
+def _load_model_config(call_dir: Path, name: Any, budget: list[int]) -> KerasModelConfig:
+    if not isinstance(name, str) or not _MODEL_NAME.match(name):
+        raise ProbeError("the result names an unexpected file")
+    path = call_dir / name
+    if path.is_symlink() or not path.is_file():
+        raise ProbeError(f"the result file {name} is missing")
+    size = path.stat().st_size
+    budget[0] -= size
+    if size > MAX_MODEL_JSON_BYTES or budget[0] < 0:
+        raise ProbeError("the returned model description is too large")
+    try:
+        text = path.read_text(encoding="utf-8")
+        json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ProbeError(f"the model description {name} is not valid JSON") from None
+    return KerasModelConfig(text)
 
 
 def _load_array(call_dir: Path, name: Any, budget: list[int]) -> np.ndarray:

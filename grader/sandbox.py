@@ -156,7 +156,7 @@ def bwrap_args(scratch: Path, workdir: Path, env: dict[str, str], limits: Limits
     return args
 
 
-def kernel_manager(mode: str, workdir: Path, exchange: Path, limits: Limits
+def kernel_manager(mode: str, workdir: Path, exchange: Path, limits: Limits, extra_env: dict[str, str] | None = None
                    ) -> tuple[AsyncKernelManager, dict[str, Any]]:
     """A kernel manager for `mode` and the keyword arguments for its start_kernel."""
     check_available(mode)
@@ -168,7 +168,7 @@ def kernel_manager(mode: str, workdir: Path, exchange: Path, limits: Limits
     # The kernel is always this interpreter's ipykernel, whatever the notebook's metadata says.
     km.kernel_spec.argv[0] = sys.executable
     sandboxed = mode == "bwrap"
-    env = kernel_environment(sandboxed)
+    env = kernel_environment(sandboxed, extra_env)
     if sandboxed:
         as_root = os.geteuid() == 0
         readonly = [p for p in sorted(workdir.iterdir()) if p.name != SUBMISSION_NAME]

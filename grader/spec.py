@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any
 
 EXERCISES_DIR = Path(__file__).resolve().parent.parent / "exercises"
+DATA_CACHE = Path(__file__).resolve().parent.parent / ".data-cache"   # generated stand-in datasets
 
 
 class SpecError(Exception):
@@ -55,6 +56,37 @@ class Item:
 
 
 @dataclass(frozen=True)
+class DataSpec:
+    """The data a notebook reads (e.g. datasets/*.h5), beside it in the kernel's folder.
+
+    Instructors point `--data DIR` at their copy; otherwise `make`, a script of the exercise
+    (called with --out FOLDER), generates a stand-in once into the project's data cache.
+    """
+
+    root: Path
+    folder: str                 # its name next to the notebook, e.g. "datasets"
+    make: str | None = None     # script in the exercise folder that writes a stand-in
+
+    def resolve(self, override: Path | None = None) -> Path:
+        if override is not None:
+            if not override.is_dir():
+                raise SpecError(f"--data {override}: not a folder")
+            return override
+        cache = DATA_CACHE / self.root.name / self.folder
+        if not (cache / ".complete").exists():
+            if not self.make:
+                raise SpecError(f"{self.root.name} needs its data: pass --data DIR")
+            import subprocess
+            import sys
+
+            cache.mkdir(parents=True, exist_ok=True)
+            subprocess.run([sys.executable, str(self.root / self.make), "--out", str(cache)], check=True,
+                           stdout=subprocess.DEVNULL)
+            (cache / ".complete").touch()
+        return cache
+
+
+@dataclass(frozen=True)
 class Exercise:
     name: str
     root: Path
@@ -63,6 +95,9 @@ class Exercise:
     limits: Limits
     tolerance: Tolerance
     prelude: tuple[str, ...]
+    kernel_env: dict[str, str]        # extra environment of the kernel (e.g. TF_USE_LEGACY_KERAS)
+    skip_cells: tuple[str, ...]       # regexes: code cells not run (e.g. the student's own training)
+    data: "DataSpec | None"
     helpers: Path | None
     template: Path | None
     max_examples: int
@@ -111,6 +146,9 @@ def load_exercise(name: str, exercises_dir: Path = EXERCISES_DIR) -> Exercise:
         limits=Limits(**doc.get("limits", {})),
         tolerance=Tolerance(**doc.get("tolerance", {})),
         prelude=tuple(doc.get("kernel", {}).get("prelude", [])),
+        kernel_env={str(k): str(v) for k, v in doc.get("kernel", {}).get("env", {}).items()},
+        skip_cells=tuple(doc.get("kernel", {}).get("skip_cells", [])),
+        data=DataSpec(root, **doc["data"]) if "data" in doc else None,
         helpers=helpers,
         template=template,
         max_examples=int(doc.get("property", {}).get("max_examples", 30)),

@@ -108,3 +108,9 @@ def test_the_size_budget_covers_the_whole_batch(tmp_path):
            **{f"o{i}.npy": np.zeros(1000) for i in range(3)})
     with pytest.raises(probe.ProbeError, match="too large"):
         probe.read_batch(tmp_path, 3, 20_000)
+
+
+def test_keyword_arguments_cross_with_their_structure(make_student):
+    student = make_student({"f": lambda x, shape=None, hp=None: (x.sum(), shape, hp)})
+    total, shape, hp = student.call("f", (np.ones(3),), {"shape": (2, 3), "hp": {"pad": np.int64(1)}})
+    assert total == 3.0 and shape == (2, 3) and hp == {"pad": 1}

@@ -37,11 +37,23 @@ def __convgrade_install():
                 return {k: decode(v, call_dir) for k, v in node["$dict"]}
             if "$npscalar" in node:
                 return load(_join(call_dir, node["$npscalar"]))[()]
+            if "$keras_initializer" in node:  # e.g. the course's `lambda seed=0: constant(value=1)`
+                import tensorflow as tf
+                spec = dict(node["$keras_initializer"])
+                return lambda seed=None, **_: tf.keras.initializers.get(dict(spec))
         return node
 
     def encode(value, call_dir, files, depth=0):
         if depth > MAX_DEPTH:
             return {"$unsupported": "structure nested too deeply"}
+        if hasattr(value, "to_json") and hasattr(value, "count_params") and hasattr(value, "layers"):
+            # A Keras model crosses as its architecture (Keras's own JSON config); the grader
+            # rebuilds it with safe deserialization. Weights are not needed by any check.
+            name = "o%d.json" % _len(files)
+            files.append(name)
+            with _open(_join(call_dir, name), "w", encoding="utf-8") as fh:
+                fh.write(value.to_json())
+            return {"$keras_model": name}
         if value is None or _isinstance(value, (bool, int, float, str)):
             if _isinstance(value, int) and not _isinstance(value, bool) and abs(value) > 2**53:
                 return {"$unsupported": "int too large"}
@@ -75,7 +87,7 @@ def __convgrade_install():
             return {"ok": False, "error": {"type": "NameError", "message": "%s is not defined" % name
                                            if fn is None else "%s is not a function" % name, "traceback": ""}}
         try:
-            value = fn(*decode(args, call_dir), **decode(kwargs, call_dir))
+            value = fn(*decode(args, call_dir), **{k: decode(v, call_dir) for k, v in kwargs.items()})
             return {"ok": True, "value": encode(value, call_dir, files)}
         except Exception as exc:
             tb = "".join(_format_exception(type(exc), exc, exc.__traceback__)[-6:])
