@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-fast clean sandbox-tools
+.PHONY: setup demo test test-fast clean sandbox-tools browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ sandbox-tools:
 	    apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; \
 	  else echo "bubblewrap is missing: install it (apt-get install bubblewrap) or grade with --sandbox none"; exit 1; fi; }
 
+# The class-report test opens the report in headless Chromium (Debian's package).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: the class-report browser test will be skipped"; fi; }
+
 setup: $(STAMP) sandbox-tools
 
 demo: $(STAMP) sandbox-tools
@@ -29,7 +36,7 @@ demo: $(STAMP) sandbox-tools
 	@echo "results JSON in demo-results/"
 
 # Every test, the slow ones (real kernels, every sample) included.
-test: $(STAMP) sandbox-tools
+test: $(STAMP) sandbox-tools browser
 	$(PY) -m pytest -m "slow or not slow"
 
 # The quick loop for development: no kernels.

@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from grader import results, sandbox, spec
+from grader import device, results, sandbox, spec
 from grader.batch import Job, discover, run_batch, shard
 from grader.gradebook import Gradebook
 from grader.report import print_report
@@ -51,6 +51,8 @@ def grade_parser() -> argparse.ArgumentParser:
     p.add_argument("submissions", nargs="+", type=Path, help="notebooks, or folders of notebooks")
     p.add_argument("--sandbox", default="bwrap", choices=sandbox.MODES,
                    help="how the student's kernel is isolated (default bwrap; none: no isolation, see README)")
+    p.add_argument("--device", default="auto", choices=device.DEVICES, help="where models train and run")
+    p.add_argument("--data", type=Path, help="the exercise's data folder (default: a generated stand-in)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)")
     p.add_argument("--scheduler", help="address of a Dask distributed scheduler to send the work to")
     p.add_argument("--gradebook", type=Path, default=Path("grades.sqlite"), help="SQLite gradebook (default: %(default)s)")
@@ -119,6 +121,10 @@ def grade_command(argv: list[str], console: Console) -> int:
             jobs = shard(jobs, k, n)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{exc}") from None
+    try:
+        args.device = device.resolve(args.device)
+    except device.DeviceUnavailable as exc:
+        raise UsageError(str(exc)) from None
     graded = _run(exercise, jobs, args, console)
     print_report(console, exercise, graded, feedback=not args.quiet)
     write_outputs(args, exercise, graded)
@@ -153,7 +159,7 @@ def _run(exercise: spec.Exercise, jobs: list[Job], args: argparse.Namespace, con
 
             return run_batch(exercise, jobs, book, workers=args.jobs, sandbox=args.sandbox,
                              limits=_limits(exercise, args), force=args.force, executor=executor,
-                             on_result=on_result)
+                             device=args.device, data=args.data, on_result=on_result)
     finally:
         if client is not None:
             client.close()
@@ -201,6 +207,8 @@ def check_command(argv: list[str], console: Console) -> int:
     p.add_argument("--exercise", help="exercise name (default: guessed from the functions the notebook defines)")
     p.add_argument("--sandbox", default="none", choices=sandbox.MODES,
                    help="default none: it is your own code on your own machine")
+    p.add_argument("--device", default="auto", choices=device.DEVICES)
+    p.add_argument("--data", type=Path, help="the exercise's data folder (default: a generated stand-in)")
     add_limits(p)
     args = p.parse_args(argv)
     if not args.notebook.is_file():
@@ -210,8 +218,12 @@ def check_command(argv: list[str], console: Console) -> int:
     from grader.grading import grade_submission
     from grader.report import feedback_text
 
+    try:
+        chosen = device.resolve(args.device)
+    except device.DeviceUnavailable as exc:
+        raise UsageError(str(exc)) from None
     result = grade_submission(args.notebook, exercise, sandbox=args.sandbox, limits=_limits(exercise, args),
-                              public_only=True)
+                              public_only=True, device=chosen, data=args.data)
     console.print(feedback_text(result), markup=False, highlight=False)
     console.print("(public checks only: the graded run also tests your functions on other inputs)")
     return 0

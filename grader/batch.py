@@ -119,11 +119,13 @@ def _reference_files(exercise: Exercise) -> list[Path]:
 
 
 # -- running ----------------------------------------------------------------------------------------
-def grade_one(exercise_name: str, path: str, student: str, sandbox: str, limits: Limits | None) -> SubmissionResult:
+def grade_one(exercise_name: str, path: str, student: str, sandbox: str, limits: Limits | None,
+              device: str = "cpu", data: str | None = None) -> SubmissionResult:
     """The unit of work a worker runs (top-level, picklable): grade one notebook."""
     from .grading import grade_submission
 
-    result = grade_submission(Path(path), _exercise(exercise_name), sandbox=sandbox, limits=limits)
+    result = grade_submission(Path(path), _exercise(exercise_name), sandbox=sandbox, limits=limits, device=device,
+                              data=Path(data) if data else None)
     result.student = student
     return result
 
@@ -140,6 +142,7 @@ def local_executor(jobs: int) -> Executor:
 
 def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, *, workers: int = 0, sandbox: str = "bwrap",
               limits: Limits | None = None, force: bool = False, executor: Executor | None = None,
+              device: str = "cpu", data: Path | None = None,
               on_result: Callable[[Job, SubmissionResult, bool], None] | None = None) -> list[SubmissionResult]:
     """Grade `jobs` (skipping those already current in the gradebook unless `force`).
 
@@ -147,7 +150,7 @@ def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, *, work
     fresh)` is called as each one is known (for progress bars).
     """
     version, shash = grader_version(), spec_hash(exercise)
-    provenance = {j.student: Provenance(j.content_hash, shash, version) for j in jobs}
+    provenance = {j.student: Provenance(j.content_hash, shash, version, device) for j in jobs}
     todo = [j for j in jobs if force or not gradebook.is_current(exercise.name, j.student, provenance[j.student])]
     done = {j.student for j in jobs} - {j.student for j in todo}
     for result in gradebook.results(exercise.name, [j.student for j in jobs if j.student in done]):
@@ -166,7 +169,8 @@ def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, *, work
         retry: list[Job] = []
         try:
             futures: dict[Future, Job] = {
-                pool.submit(grade_one, exercise.name, str(j.path), j.student, sandbox, limits): j for j in batch}
+                pool.submit(grade_one, exercise.name, str(j.path), j.student, sandbox, limits, device,
+                            str(data) if data else None): j for j in batch}
             for future in as_completed(futures):
                 job = futures[future]
                 try:

@@ -7,6 +7,7 @@ and grading goes on with a restarted kernel.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -17,18 +18,22 @@ from .checks import Check, Context, Failure
 from .kernel import KernelFault, KernelSession, NotebookRun
 from .probe import ProbeError
 from .results import SubmissionResult, TestResult
+from .device import device_files, environment
+from .device import kernel_env as device_env
 from .sandbox import SUBMISSION_NAME
 from .spec import Exercise, Item, Limits
 
 
 def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
                      limits: Limits | None = None, public_only: bool = False,
-                     data: Path | None = None) -> SubmissionResult:
+                     data: Path | None = None, device: str = "cpu") -> SubmissionResult:
     """Grade one notebook; never raises for anything the submission does.
 
     public_only: run only the checks marked public (the student self-check).
     data: the exercise's data folder (default: the spec's stand-in).
+    device: "cpu" or "gpu" (resolved already, see device.resolve).
     """
+    os.environ.update(device_env(device))  # this process trains models too (before TF is imported)
     started = time.monotonic()
     limits = limits or exercise.limits
     try:
@@ -41,7 +46,8 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
         try:
             clock = time.monotonic()
             with KernelSession(nb, workdir, exchange, limits, exercise.prelude, sandbox,
-                               env=exercise.kernel_env, skip_cells=exercise.skip_cells) as kernel:
+                               env={**exercise.kernel_env, **device_env(device)}, skip_cells=exercise.skip_cells,
+                               devices=device_files(device)) as kernel:
                 timings["kernel_start"] = _lap(clock)
                 clock = time.monotonic()
                 run = kernel.run_notebook()
@@ -65,7 +71,7 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
                               tests=tests, duration_s=round(time.monotonic() - started, 2),
                               notebook_errors=[_describe_cell(c) for c in run.errors()]
                               + [f"cell {i}: not run, the notebook's time limit was reached" for i in run.skipped],
-                              timings=timings)
+                              timings=timings, environment=environment(device))
     return result
 
 

@@ -34,7 +34,8 @@ _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 1
 
 # -- small shared helpers ----------------------------------------------------------------------
 def _fmt(x: float) -> str:
-    return f"{x:g}"
+    """Points as people write them: 10, 6.67 (a check's share of an item is often a third)."""
+    return f"{round(x, 2):g}"
 
 
 def _pct(part: float, whole: float) -> str:
@@ -127,7 +128,7 @@ pre { background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 6px; paddin
 .cards { display: flex; flex-wrap: wrap; gap: .8rem; margin: 1rem 0; }
 .card { border: 1px solid #d0d7de; border-radius: 6px; padding: .5rem 1rem; min-width: 8rem; }
 .card .v { font-size: 1.5rem; font-weight: 600; } .card .k { color: #57606a; font-size: .85rem; }
-.charts { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
+.charts { display: flex; flex-direction: column; gap: 1rem; }
 .charts figure { margin: 0; } .charts img { max-width: 100%; height: auto; border: 1px solid #d0d7de; }
 figcaption { color: #57606a; font-size: .85rem; }
 .bar { display: inline-block; height: .7rem; background: #2da44e; vertical-align: middle; }
@@ -295,7 +296,7 @@ def score_histogram_png(scores: Sequence[float], max_score: float) -> str:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(5.6, 3.4))
+    fig = Figure(figsize=(9.6, 3.0))
     ax = fig.add_subplot()
     top = max_score if max_score > 0 else max(scores, default=1.0) or 1.0
     bins = [top * i / 10 for i in range(11)]
@@ -314,13 +315,13 @@ def pass_rate_png(rates: Sequence[CheckRate]) -> str:
     """Horizontal bars, one per check, % of graded submissions passing, as a PNG data: URI."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.6, max(2.4, 0.6 + 0.24 * len(rates))))
+    fig = Figure(figsize=(9.6, max(2.4, 0.9 + 0.26 * len(rates))))
     ax = fig.add_subplot()
     labels = [r.name for r in rates]
     values = [100.0 * r.rate for r in rates]
     colours = ["#2da44e" if v >= 80 else "#bf8700" if v >= 50 else "#cf222e" for v in values]
     ax.barh(range(len(rates)), values, color=colours)
-    ax.set_yticks(range(len(rates)), labels, fontsize=7)
+    ax.set_yticks(range(len(rates)), labels, fontsize=9)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of graded submissions passing")

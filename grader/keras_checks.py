@@ -81,6 +81,7 @@ def train_and_score(model: Any, data: tuple[np.ndarray, ...], budget: TrainingBu
     import tensorflow as tf
 
     X_train, Y_train, X_test, Y_test = data
+    tf.config.experimental.enable_tensor_float_32_execution(False)  # same numbers on GPU as on CPU
     tf.keras.utils.set_random_seed(budget.seed)
     subset = np.random.RandomState(budget.seed).permutation(len(X_train))[:budget.train_examples]
     compile_model(model)

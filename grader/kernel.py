@@ -74,7 +74,7 @@ class KernelSession:
 
     def __init__(self, nb: nbformat.NotebookNode, workdir: Path, exchange: Path, limits: Limits,
                  prelude: tuple[str, ...] = (), sandbox: str = "none", env: dict[str, str] | None = None,
-                 skip_cells: tuple[str, ...] = ()):
+                 skip_cells: tuple[str, ...] = (), devices: list[str] | None = None):
         self.nb = nb
         self.workdir = workdir
         self.exchange = exchange
@@ -82,6 +82,7 @@ class KernelSession:
         self.prelude = ("probe_runtime", *prelude)
         self.sandbox = sandbox
         self.env = env or {}
+        self.devices = devices or []
         self.skip = [re.compile(pattern) for pattern in skip_cells]
         self.restarts = 0
         self._clean_cells: list[int] = []
@@ -102,7 +103,8 @@ class KernelSession:
         self._stop()
 
     def _start(self) -> None:
-        km, start_kwargs = kernel_manager(self.sandbox, self.workdir, self.exchange, self.limits, self.env)
+        km, start_kwargs = kernel_manager(self.sandbox, self.workdir, self.exchange, self.limits, self.env,
+                                          self.devices)
         self._log = start_kwargs.get("stderr")
         run_sync(km.start_kernel)(**start_kwargs)
         self._km = km

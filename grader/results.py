@@ -35,6 +35,7 @@ class SubmissionResult:
     notebook_errors: list[str] = field(default_factory=list)
     student: str = ""                 # who submitted it (batch grading derives it from the path)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: kernel_start, notebook, checks
+    environment: dict[str, str] = field(default_factory=dict)  # device and versions it was graded with
 
     def item_scores(self) -> dict[str, tuple[float, float]]:
         """score/max per graded item (a test "f: aspect" belongs to item f)."""

@@ -115,7 +115,7 @@ def _parents(path: Path) -> list[Path]:
 
 
 def bwrap_args(scratch: Path, workdir: Path, env: dict[str, str], limits: Limits, as_root: bool,
-               readonly: list[Path] = ()) -> list[str]:
+               readonly: list[Path] = (), devices: list[str] = ()) -> list[str]:
     """The bubblewrap command line (everything before the kernel's own argv).
 
     `readonly`: files inside the scratch folder (helpers, data) bound read-only on top.
@@ -134,8 +134,10 @@ def bwrap_args(scratch: Path, workdir: Path, env: dict[str, str], limits: Limits
     for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/fonts"):
         if Path(f).exists():
             args += ["--ro-bind", f, f]
-    args += ["--proc", "/proc", "--dev", "/dev",
-             "--perms", "1777", "--size", str(limits.file_size_mb * 1024 * 1024), "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    for node in devices:  # e.g. /dev/nvidia0 for --device gpu
+        args += ["--dev-bind", node, node]
+    args += ["--perms", "1777", "--size", str(limits.file_size_mb * 1024 * 1024), "--tmpfs", "/tmp"]
     made: set[Path] = {Path("/tmp")}
     for root in [*_python_roots(), scratch]:
         for parent in _parents(root):
@@ -156,8 +158,8 @@ def bwrap_args(scratch: Path, workdir: Path, env: dict[str, str], limits: Limits
     return args
 
 
-def kernel_manager(mode: str, workdir: Path, exchange: Path, limits: Limits, extra_env: dict[str, str] | None = None
-                   ) -> tuple[AsyncKernelManager, dict[str, Any]]:
+def kernel_manager(mode: str, workdir: Path, exchange: Path, limits: Limits, extra_env: dict[str, str] | None = None,
+                   devices: list[str] = ()) -> tuple[AsyncKernelManager, dict[str, Any]]:
     """A kernel manager for `mode` and the keyword arguments for its start_kernel."""
     check_available(mode)
     scratch = exchange.parent
@@ -179,7 +181,7 @@ def kernel_manager(mode: str, workdir: Path, exchange: Path, limits: Limits, ext
                     os.chown(path, NOBODY, NOBODY)
         # bwrap puts the kernel in a session of its own: interrupt by message, not by signal.
         km.kernel_spec.interrupt_mode = "message"
-        km.wrapper = bwrap_args(scratch, workdir, env, limits, as_root, readonly)
+        km.wrapper = bwrap_args(scratch, workdir, env, limits, as_root, readonly, list(devices))
     else:
         prlimit = shutil.which("prlimit")
         km.wrapper = [prlimit, *rlimit_args(limits, processes=False), "--"] if prlimit else []
