@@ -166,6 +166,9 @@ def _run(exercise: spec.Exercise, jobs: list[Job], args: argparse.Namespace, con
 
 
 def write_outputs(args: argparse.Namespace, exercise: spec.Exercise, graded: list) -> None:
+    for target in (args.json, args.csv, args.junit, args.report):
+        if target:
+            target.parent.mkdir(parents=True, exist_ok=True)
     if args.json:
         results.write_json(args.json, exercise.name, graded)
     if args.csv or args.gradescope or args.junit:

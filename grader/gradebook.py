@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     notebook_errors TEXT NOT NULL,
     graded_at REAL NOT NULL,
     timings TEXT NOT NULL DEFAULT '{}',
+    environment TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (exercise, student)
 );
 CREATE TABLE IF NOT EXISTS tests (
@@ -52,7 +53,8 @@ CREATE TABLE IF NOT EXISTS tests (
 """
 
 SUBMISSION_COLUMNS = ("exercise", "student", "submission", "content_hash", "spec_hash", "grader_version", "device",
-                      "status", "score", "max_score", "error", "duration_s", "notebook_errors", "graded_at", "timings")
+                      "status", "score", "max_score", "error", "duration_s", "notebook_errors", "graded_at", "timings",
+                      "environment")
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,9 @@ class Gradebook:
         self._db.execute("PRAGMA busy_timeout=60000")
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(submissions)")}
-        if "timings" not in columns:  # gradebooks written before timings were recorded
-            self._db.execute("ALTER TABLE submissions ADD COLUMN timings TEXT NOT NULL DEFAULT '{}'")
+        for added in ("timings", "environment"):  # gradebooks written before these were recorded
+            if added not in columns:
+                self._db.execute(f"ALTER TABLE submissions ADD COLUMN {added} TEXT NOT NULL DEFAULT '{{}}'")
 
     def close(self) -> None:
         self._db.close()
@@ -98,7 +101,7 @@ class Gradebook:
         row = (exercise, result.student, result.submission, provenance.content_hash, provenance.spec_hash,
                provenance.grader_version, provenance.device, result.status, result.score, result.max_score,
                result.error, result.duration_s, json.dumps(result.notebook_errors), time.time(),
-               json.dumps(result.timings))
+               json.dumps(result.timings), json.dumps(result.environment))
         tests = [(exercise, result.student, i, t.name, t.score, t.max_score, t.status, t.output)
                  for i, t in enumerate(result.tests)]
         self._transaction([row], tests)
@@ -120,15 +123,17 @@ class Gradebook:
     def results(self, exercise: str, students: Iterable[str] | None = None) -> list[SubmissionResult]:
         """Stored results of `exercise` (of `students`, in that order, if given)."""
         rows = self._db.execute(
-            "SELECT student, submission, status, score, max_score, error, duration_s, notebook_errors, timings "
+            "SELECT student, submission, status, score, max_score, error, duration_s, notebook_errors, timings, "
+            "environment "
             "FROM submissions WHERE exercise=? ORDER BY student", (exercise,)).fetchall()
         by_student = {}
-        for student, submission, status, score, max_score, error, duration, nb_errors, timings in rows:
+        for student, submission, status, score, max_score, error, duration, nb_errors, timings, env in rows:
             tests = [TestResult(*t) for t in self._db.execute(
                 "SELECT name, score, max_score, status, output FROM tests WHERE exercise=? AND student=? "
                 "ORDER BY position", (exercise, student))]
             by_student[student] = SubmissionResult(submission, status, score, max_score, error, tests, duration,
-                                                   json.loads(nb_errors), student, json.loads(timings))
+                                                   json.loads(nb_errors), student, json.loads(timings),
+                                                   json.loads(env))
         if students is None:
             return list(by_student.values())
         return [by_student[s] for s in students if s in by_student]

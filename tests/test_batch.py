@@ -242,3 +242,29 @@ def test_fail_under_and_self_check(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "conv_forward: course example" in out and "random inputs" not in out
     assert not (tmp_path / "grades.sqlite").exists()  # the self-check wrote no gradebook
+
+
+@pytest.mark.slow
+def test_every_export_is_written_from_one_batch(tmp_path):
+    import csv
+    import json
+    import xml.etree.ElementTree as ET
+
+    out = tmp_path / "out"
+    code = grade.main(["--exercise", "conv_step_by_step", str(SAMPLES / "correct.ipynb"),
+                       str(SAMPLES / "stride_off_by_one.ipynb"), str(SAMPLES / "truncated.ipynb"),
+                       "--gradebook", str(tmp_path / "g.sqlite"), "--quiet", "--jobs", "2",
+                       "--csv", str(out / "grades.csv"), "--junit", str(out / "junit.xml"),
+                       "--gradescope", str(out / "gs"), "--feedback", str(out / "feedback"),
+                       "--report", str(out / "report.html"), "--json", str(out / "results.json")])
+    assert code == 0
+    rows = {r["student"]: r for r in csv.DictReader((out / "grades.csv").open())}
+    assert float(rows["correct"]["score"]) == 70 and rows["truncated"]["status"] == "ungradable"
+    suites = ET.parse(out / "junit.xml").getroot()
+    assert suites.get("errors") == "1" and int(suites.get("failures")) >= 1
+    assert json.loads((out / "gs" / "correct" / "results.json").read_text())["score"] == 70
+    assert {p.stem for p in (out / "feedback").iterdir()} == {"correct", "stride_off_by_one", "truncated"}
+    assert "conv_forward" in (out / "feedback" / "stride_off_by_one.md").read_text()
+    assert "<img" in (out / "report.html").read_text()
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["submissions"][0]["environment"]["device"] == "cpu"
