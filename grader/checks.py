@@ -9,6 +9,7 @@ and shrink a failure to a minimal one; that example, summarised, is the feedback
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -204,16 +205,35 @@ def describe_type(value: Any) -> str:
 
 
 # -- calling ----------------------------------------------------------------------------------
-def call_student(student: Student, function: str, case: Case) -> Any:
-    """Call the student's function; turn a raised exception or broken answer into a Failure."""
+def call_student(student: Student, function: str, case: Case, through: str | None = None) -> Any:
+    """Call the student's function; turn a raised exception or broken answer into a Failure.
+
+    through: a kernel-side adapter (defined by the exercise's prelude) called instead, with
+    the function's name first, e.g. to set Keras' learning phase around the call.
+    """
     try:
-        got = student.call(function, case.args, dict(case.kwargs))
+        if through:
+            got = student.call(through, (function, *case.args), dict(case.kwargs))
+        else:
+            got = student.call(function, case.args, dict(case.kwargs))
     except ProbeError as exc:
         raise Failure(f"{function} could not be graded: {exc}") from None
     if isinstance(got, StudentException):
-        where = [line for line in got.traceback.splitlines() if line.strip()][-4:-1]
-        raise Failure(f"{function} raised {got}" + ("\n" + "\n".join(where) if where else ""))
+        where = student_frame(got.traceback)
+        raise Failure(f"{function} raised {got}" + (f"\n{where}" if where else ""))
     return got
+
+
+def student_frame(traceback_text: str) -> str:
+    """The innermost frame of the traceback that is the student's own code (a notebook cell)."""
+    lines = traceback_text.splitlines()
+    cells = [i for i, line in enumerate(lines) if line.lstrip().startswith("File ") and
+             ("ipykernel_" in line or "<ipython-input" in line)]
+    if not cells:
+        return ""
+    frame = lines[cells[-1]:cells[-1] + 2]
+    frame[0] = re.sub(r'File "[^"]*", line', "in the notebook, line", frame[0])
+    return "\n".join(frame)
 
 
 # Calls one property check may make in all; past it, shrinking stops and the smallest
@@ -231,14 +251,15 @@ class _ShrinkBudgetSpent(BaseException):
 def agrees_with_reference(function: str, reference: Callable[..., Any],
                           cases: st.SearchStrategy[Case] | tuple[Case, ...], *,
                           output: str | tuple[str, ...] = "result", select: Callable[[Any], Any] | None = None,
-                          hints: Mapping[str, str] | None = None, examples: int | None = None
-                          ) -> Callable[[Student, Context], None]:
+                          hints: Mapping[str, str] | None = None, examples: int | None = None,
+                          through: str | None = None) -> Callable[[Student, Context], None]:
     """A check: on every drawn Case the student's answer equals the reference's.
 
     `select` picks the part of the answer to grade (applied to both sides), e.g. only
     Z of (Z, cache). `output` names the answer in feedback; a tuple of names means the
     answer is a tuple of that many values. On failure, hypothesis shrinks to a minimal
     Case, which is shown. A tuple of Cases (see `fixed`) is run as it is, in order.
+    `through`: see call_student.
     """
     pick = select or (lambda value: value)
 
@@ -248,7 +269,7 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
         def one(case: Case) -> None:
             calls[0] += 1
             try:
-                got = call_student(student, function, case)
+                got = call_student(student, function, case, through)
                 expected = reference(*_copy(case.args), **_copy(dict(case.kwargs)))
                 compare_named(pick(got), pick(expected), output, ctx.tolerance, hints)
             except KernelFault as fault:
@@ -268,7 +289,8 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
             if call_many is None:
                 return ""
             try:
-                answers = call_many(function, [(c.args, dict(c.kwargs)) for c in drawn])
+                answers = (call_many(through, [((function, *c.args), dict(c.kwargs)) for c in drawn]) if through
+                           else call_many(function, [(c.args, dict(c.kwargs)) for c in drawn]))
             except (KernelFault, ProbeError):
                 return ""
             for case, got in zip(drawn, answers):

@@ -61,6 +61,29 @@ def same_parameter_counts(function: str, reference: Callable[[], Any], case: Cas
     return run
 
 
+def computes_like_reference(function: str, reference: Callable[[], Any], case: Case, inputs: np.ndarray,
+                            rtol: float = 1e-4, atol: float = 1e-5) -> Callable[[Student, Context], None]:
+    """With the reference's weights copied in, the student's model gives the reference's outputs
+    (training=True: batch statistics). Catches wiring that structure and counts cannot see."""
+    def run(student: Student, ctx: Context) -> None:
+        model, expected_model = student_model(student, function, case), reference()
+        try:
+            model.set_weights(expected_model.get_weights())
+        except ValueError as exc:
+            raise Failure(f"{function}: the reference's weights do not fit this model ({str(exc)[:200]}); "
+                          "see the architecture check") from None
+        got = np.asarray(model(inputs, training=True))
+        expected = np.asarray(expected_model(inputs, training=True))
+        if got.shape != expected.shape:
+            raise Failure(f"{function}: output shape {got.shape}, expected {expected.shape}")
+        if not np.allclose(got, expected, rtol=rtol, atol=atol):
+            worst = float(np.max(np.abs(got - expected)))
+            raise Failure(f"{function}: with the reference's weights, the model computes something else "
+                          f"(largest difference {worst:.3g} on {len(inputs)} fixed images): a layer is applied "
+                          "to the wrong tensor (e.g. the shortcut), though every layer is the right kind")
+    return run
+
+
 @dataclass(frozen=True)
 class TrainingBudget:
     """What the grader trains for: the same for every student and for the reference."""
@@ -77,7 +100,13 @@ class TrainingBudget:
 
 def train_and_score(model: Any, data: tuple[np.ndarray, ...], budget: TrainingBudget,
                     compile_model: Callable[[Any], None]) -> dict[str, float]:
-    """Train `model` (freshly built) under `budget`; its accuracy on the train subset and test set."""
+    """Train `model` (freshly built) under `budget`; its accuracy on the train subset and test set.
+
+    Accuracy is measured with BatchNormalization using batch statistics (training=True), in
+    batches of `budget.batch_size`: the 2021 course model hard-wires training=True in its
+    blocks while the 2023 one does not, and after a short budget the moving statistics are
+    far from converged, so inference-mode accuracy would compare the two notebooks unfairly.
+    """
     import tensorflow as tf
 
     X_train, Y_train, X_test, Y_test = data
@@ -87,24 +116,35 @@ def train_and_score(model: Any, data: tuple[np.ndarray, ...], budget: TrainingBu
     compile_model(model)
     model.fit(X_train[subset], Y_train[subset], epochs=budget.epochs, batch_size=budget.batch_size,
               shuffle=True, verbose=0)
-    _, train_acc = model.evaluate(X_train[subset], Y_train[subset], verbose=0)
-    _, test_acc = model.evaluate(X_test, Y_test, verbose=0)
-    return {"train_accuracy": float(train_acc), "test_accuracy": float(test_acc)}
+    return {"train_accuracy": _accuracy(model, X_train[subset], Y_train[subset], budget.batch_size),
+            "test_accuracy": _accuracy(model, X_test, Y_test, budget.batch_size)}
+
+
+def _accuracy(model: Any, X: np.ndarray, Y: np.ndarray, batch_size: int) -> float:
+    hits = 0
+    for start in range(0, len(X), batch_size):
+        out = np.asarray(model(X[start:start + batch_size], training=True))
+        hits += int(np.sum(out.argmax(axis=1) == Y[start:start + batch_size].argmax(axis=1)))
+    return hits / len(X)
 
 
 def trains_like_reference(function: str, reference: Callable[[], Any], case: Case, budget: TrainingBudget,
                           load_data: Callable[[Path], tuple[np.ndarray, ...]],
                           compile_model: Callable[[Any], None], cache: Path, metric: str = "test_accuracy",
-                          max_parameters: int | None = None) -> Callable[[Student, Context], None]:
+                          precondition: Callable[[Student, Context], None] | None = None
+                          ) -> Callable[[Student, Context], None]:
     """The grader trains the student's model itself and compares with the reference's score
-    under the same budget (the reference's is computed once and cached)."""
+    under the same budget (the reference's is computed once and cached). With a
+    `precondition` (e.g. the architecture check), a model that fails it is not trained."""
     def run(student: Student, ctx: Context) -> None:
         if ctx.data is None:
             raise Failure("no training data was given to the grader")
+        if precondition is not None:
+            try:
+                precondition(student, ctx)
+            except Failure as exc:
+                raise Failure(f"not trained, the model must first pass its other checks: {exc}") from None
         model = student_model(student, function, case)
-        if max_parameters and model.count_params() > max_parameters:
-            raise Failure(f"{function}: the model has {model.count_params():,} parameters; not trained "
-                          f"(more than {max_parameters:,})")
         data = load_data(ctx.data)
         expected = _cached_reference_score(cache, budget, ctx.data, reference, data, compile_model)[metric]
         got = train_and_score(model, data, budget, compile_model)[metric]
@@ -123,7 +163,7 @@ def _cached_reference_score(cache: Path, budget: TrainingBudget, data_dir: Path,
     for f in sorted(data_dir.rglob("*")):
         if f.is_file():
             digest.update(f.name.encode() + f.read_bytes())
-    key = f"{tf.__version__}|{budget.key()}|{digest.hexdigest()[:16]}"
+    key = f"{tf.__version__}|{budget.key()}|{digest.hexdigest()[:16]}|batch-statistics accuracy"
     scores = json.loads(cache.read_text()) if cache.is_file() else {}
     if key not in scores:
         scores[key] = train_and_score(reference(), data, budget, compile_model)

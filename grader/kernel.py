@@ -79,7 +79,10 @@ class KernelSession:
         self.workdir = workdir
         self.exchange = exchange
         self.limits = limits
-        self.prelude = ("probe_runtime", *prelude)
+        # Kernel-side code run before the notebook: the probe runtime, then the exercise's
+        # prelude (names of grader/kernel_side modules, or source texts of the exercise's own).
+        self.prelude = (kernel_side_source("probe_runtime"),
+                        *(kernel_side_source(p) if p.isidentifier() else p for p in prelude))
         self.sandbox = sandbox
         self.env = env or {}
         self.devices = devices or []
@@ -118,8 +121,8 @@ class KernelSession:
         run_sync(client.kc.wait_for_ready)(timeout=60)
         self._kc = client.kc
         self._client = client
-        for name in self.prelude:
-            self._run_hidden(kernel_side_source(name))
+        for code in self.prelude:
+            self._run_hidden(code)
 
     def _stop(self) -> None:
         if self._kc is not None:

@@ -94,7 +94,7 @@ class Exercise:
     items: tuple[Item, ...]
     limits: Limits
     tolerance: Tolerance
-    prelude: tuple[str, ...]
+    prelude: tuple[str, ...]          # grader/kernel_side module names, or source of the exercise's .py files
     kernel_env: dict[str, str]        # extra environment of the kernel (e.g. TF_USE_LEGACY_KERAS)
     skip_cells: tuple[str, ...]       # regexes: code cells not run (e.g. the student's own training)
     data: "DataSpec | None"
@@ -145,7 +145,8 @@ def load_exercise(name: str, exercises_dir: Path = EXERCISES_DIR) -> Exercise:
         items=items,
         limits=Limits(**doc.get("limits", {})),
         tolerance=Tolerance(**doc.get("tolerance", {})),
-        prelude=tuple(doc.get("kernel", {}).get("prelude", [])),
+        prelude=tuple((root / p).read_text(encoding="utf-8") if p.endswith(".py") else p
+                      for p in doc.get("kernel", {}).get("prelude", [])),
         kernel_env={str(k): str(v) for k, v in doc.get("kernel", {}).get("env", {}).items()},
         skip_cells=tuple(doc.get("kernel", {}).get("skip_cells", [])),
         data=DataSpec(root, **doc["data"]) if "data" in doc else None,

@@ -1,0 +1,132 @@
+"""Checks of the resnet50 exercise: block outputs on the course's inputs and on drawn ones,
+the model's architecture layer by layer, its parameter counts, what it computes, and
+training by the grader.
+
+Both signatures of the course grade: the blocks are called through the exercise's kernel
+prelude (kernel_prelude.py), which passes `training` to 2021 blocks and sets Keras' learning
+phase for 2023 ones, as the 2023 tests did.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import h5py
+import numpy as np
+from hypothesis import strategies as st
+
+from grader.checks import Case, Check, agrees_with_reference, fixed, small_arrays
+from grader.keras_checks import (TrainingBudget, computes_like_reference, initializer, same_parameter_counts,
+                                 same_structure, trains_like_reference)
+from grader.probe import KerasInitializer
+from grader.spec import DATA_CACHE
+from reference import keras_summary, resnet50 as ref
+
+CONSTANT_1 = KerasInitializer("Constant", {"value": 1})
+X_COURSE = np.concatenate([np.ones((1, 4, 4, 3)) * -1, np.ones((1, 4, 4, 3)), np.ones((1, 4, 4, 3)) * 3]
+                          ).astype(np.float32)
+
+
+def _factory(value):
+    return initializer(value.class_name, **value.config) if isinstance(value, KerasInitializer) else value
+
+
+def ref_identity_block(X, f, filters, training=True, initializer=None):
+    kwargs = {"initializer": _factory(initializer)} if initializer is not None else {}
+    return ref.identity_block(X, f, list(filters), training=training, **kwargs).numpy()
+
+
+def ref_convolutional_block(X, f, filters, s=2, training=True, initializer=None):
+    kwargs = {"initializer": _factory(initializer)} if initializer is not None else {}
+    return ref.convolutional_block(X, f, list(filters), s=s, training=training, **kwargs).numpy()
+
+
+def _course_identity(f, filters, training) -> Case:
+    return Case((X_COURSE, f, filters), {"initializer": CONSTANT_1, "training": training},
+                names=("X", "f", "filters"))
+
+
+@st.composite
+def identity_cases(draw) -> Case:
+    c = draw(st.integers(1, 3))
+    X = draw(small_arrays((draw(st.integers(1, 2)), draw(st.integers(2, 5)), draw(st.integers(2, 5)), c),
+                          low=-3, high=3)).astype(np.float32)
+    filters = [draw(st.integers(1, 3)), draw(st.integers(1, 3)), c]
+    init = KerasInitializer("RandomUniform", {"minval": -0.5, "maxval": 0.5, "seed": draw(st.integers(0, 9))})
+    return Case((X, draw(st.integers(1, 3)), filters), {"initializer": init, "training": draw(st.booleans())},
+                names=("X", "f", "filters"))
+
+
+@st.composite
+def convolutional_cases(draw) -> Case:
+    X = draw(small_arrays((draw(st.integers(1, 2)), draw(st.integers(2, 6)), draw(st.integers(2, 6)),
+                           draw(st.integers(1, 3))), low=-3, high=3)).astype(np.float32)
+    filters = [draw(st.integers(1, 3)) for _ in range(3)]
+    init = KerasInitializer("GlorotUniform", {"seed": draw(st.integers(0, 9))})
+    return Case((X, draw(st.integers(1, 3)), filters),
+                {"s": draw(st.integers(1, 3)), "initializer": init, "training": draw(st.booleans())},
+                names=("X", "f", "filters"))
+
+
+@lru_cache(maxsize=1)
+def reference_model():
+    """One reference model for structure and counts (not trained: never mutated)."""
+    return ref.ResNet50(input_shape=(64, 64, 3), classes=6)
+
+
+def fresh_reference_model():
+    return ref.ResNet50(input_shape=(64, 64, 3), classes=6)
+
+
+def load_signs(folder: Path) -> tuple[np.ndarray, ...]:
+    """SIGNS as the course's load_dataset() reads it, normalised and one-hot."""
+    with h5py.File(folder / "train_signs.h5", "r") as f:
+        X_train, y_train = np.array(f["train_set_x"]), np.array(f["train_set_y"])
+    with h5py.File(folder / "test_signs.h5", "r") as f:
+        X_test, y_test = np.array(f["test_set_x"]), np.array(f["test_set_y"])
+    return (X_train / 255.0, np.eye(6)[y_train.reshape(-1)], X_test / 255.0, np.eye(6)[y_test.reshape(-1)])
+
+
+def compile_course(model) -> None:
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+
+
+MODEL_CASE = Case((), {"input_shape": (64, 64, 3), "classes": 6})
+BUDGET = TrainingBudget(epochs=2, batch_size=32, train_examples=540, margin=0.15)
+
+PHASE = "__convgrade_with_phase__"   # the kernel-side adapter of kernel_prelude.py
+FORWARD_INPUT = np.random.RandomState(0).rand(4, 64, 64, 3).astype(np.float32)
+
+CHECKS: dict[str, list[Check]] = {
+    "identity_block": [
+        Check("course examples", public=True, run=agrees_with_reference(
+            "identity_block", ref_identity_block,
+            fixed(_course_identity(2, [4, 4, 3], False), _course_identity(3, [3, 3, 3], True),
+                  _course_identity(2, [3, 3, 3], True)), output="A", through=PHASE)),
+        Check("random inputs", run=agrees_with_reference(
+            "identity_block", ref_identity_block, identity_cases(), output="A", through=PHASE)),
+    ],
+    "convolutional_block": [
+        Check("course examples", public=True, run=agrees_with_reference(
+            "convolutional_block", ref_convolutional_block,
+            fixed(Case((X_COURSE, 2, [2, 4, 6]), {"training": False}, names=("X", "f", "filters")),
+                  Case((X_COURSE, 2, [2, 4, 6]), {"training": True}, names=("X", "f", "filters")),
+                  Case((X_COURSE, 2, [2, 4, 6]), {"s": 4, "training": False}, names=("X", "f", "filters"))),
+            output="A", through=PHASE)),
+        Check("random inputs", run=agrees_with_reference(
+            "convolutional_block", ref_convolutional_block, convolutional_cases(), output="A", through=PHASE)),
+    ],
+    "ResNet50": [
+        Check("architecture", public=True, run=same_structure(
+            "ResNet50", reference_model, MODEL_CASE, keras_summary.summary, keras_summary.first_difference)),
+        Check("parameter counts", run=same_parameter_counts("ResNet50", reference_model, MODEL_CASE)),
+        # Same weights in both models: the wiring (e.g. which tensor the shortcut adds) must match.
+        Check("forward pass", run=computes_like_reference("ResNet50", reference_model, MODEL_CASE, FORWARD_INPUT)),
+        Check("training", run=trains_like_reference(
+            "ResNet50", fresh_reference_model, MODEL_CASE, BUDGET, load_signs, compile_course,
+            cache=DATA_CACHE / "resnet50" / "reference_scores.json",
+            precondition=same_structure("ResNet50", reference_model, MODEL_CASE, keras_summary.summary,
+                                        keras_summary.first_difference))),
+    ],
+}

@@ -1,0 +1,68 @@
+"""Keras models cross the boundary as JSON architecture and are rebuilt here in safe mode."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+tf_keras = pytest.importorskip("tf_keras")
+
+from grader import probe  # noqa: E402
+from grader.checks import Case, Context, Failure  # noqa: E402
+from grader.keras_checks import computes_like_reference, same_parameter_counts  # noqa: E402
+from grader.keras_models import UnsafeModel, rebuild  # noqa: E402
+from grader.spec import Tolerance  # noqa: E402
+
+CTX = Context(Tolerance(), 5)
+
+
+def tiny(wired_right: bool = True):
+    """Two Dense layers and an Add: right = Add(x, dense2(dense1(x))); wrong adds dense1's output."""
+    inp = tf_keras.Input((4,))
+    h = tf_keras.layers.Dense(4, kernel_initializer=tf_keras.initializers.GlorotUniform(seed=0))(inp)
+    out = tf_keras.layers.Dense(4, kernel_initializer=tf_keras.initializers.GlorotUniform(seed=1))(h)
+    return tf_keras.Model(inp, tf_keras.layers.Add()([inp if wired_right else h, out]))
+
+
+def test_a_returned_model_crosses_as_its_architecture(make_student):
+    got = make_student({"build": tiny}).call("build")
+    assert isinstance(got, probe.KerasModelConfig)
+    model = rebuild(got)
+    assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "Dense", "Dense", "Add"]
+    assert model.count_params() == tiny().count_params()
+
+
+def test_a_lambda_layer_is_refused_on_rebuild():
+    inp = tf_keras.Input((3,))
+    model = tf_keras.Model(inp, tf_keras.layers.Lambda(lambda x: x * 2)(inp))
+    with pytest.raises(UnsafeModel, match="could not be rebuilt safely"):
+        rebuild(probe.KerasModelConfig(model.to_json()))
+
+
+def test_an_unknown_layer_class_is_refused_on_rebuild():
+    config = tiny().to_json().replace('"class_name": "Add"', '"class_name": "os.system"')
+    with pytest.raises(UnsafeModel):
+        rebuild(probe.KerasModelConfig(config))
+
+
+def test_a_model_description_that_is_not_json_is_a_protocol_error(tmp_path):
+    (tmp_path / "out.json").write_text('{"ok": true, "value": {"$keras_model": "o0.json"}}')
+    (tmp_path / "o0.json").write_text("not json")
+    with pytest.raises(probe.ProbeError, match="not valid JSON"):
+        probe.read_result(tmp_path, 1 << 20)
+
+
+def test_wiring_is_caught_even_when_layers_and_counts_agree(make_student):
+    student = make_student({"build": lambda: tiny(wired_right=False)})
+    same_parameter_counts("build", tiny, Case(()))(student, CTX)  # counts cannot see it
+    with pytest.raises(Failure, match="computes something else"):
+        computes_like_reference("build", tiny, Case(()), np.ones((2, 4), np.float32))(student, CTX)
+    computes_like_reference("build", tiny, Case(()), np.ones((2, 4), np.float32))(make_student({"build": tiny}), CTX)
+
+
+def test_a_non_model_answer_is_a_failure_that_says_what_came_back(make_student):
+    with pytest.raises(Failure, match="should return a Keras Model, got an array"):
+        same_parameter_counts("build", tiny, Case(()))(make_student({"build": lambda: np.ones(3)}), CTX)
