@@ -180,16 +180,22 @@ def _decode(node: Any, call_dir: Path, budget: list[int], depth: int) -> Any:
     raise ProbeError("the result has an unknown element")
 
 
-def _load_model_config(call_dir: Path, name: Any, budget: list[int]) -> KerasModelConfig:
-    if not isinstance(name, str) or not _MODEL_NAME.match(name):
+def _result_file(call_dir: Path, name: Any, pattern: re.Pattern, budget: list[int], limit: int | None = None) -> Path:
+    """A file the answer names: an expected name, a regular file (no symlink), within budget."""
+    if not isinstance(name, str) or not pattern.match(name):
         raise ProbeError("the result names an unexpected file")
     path = call_dir / name
     if path.is_symlink() or not path.is_file():
         raise ProbeError(f"the result file {name} is missing")
     size = path.stat().st_size
     budget[0] -= size
-    if size > MAX_MODEL_JSON_BYTES or budget[0] < 0:
-        raise ProbeError("the returned model description is too large")
+    if budget[0] < 0 or (limit is not None and size > limit):
+        raise ProbeError("the returned values are too large")
+    return path
+
+
+def _load_model_config(call_dir: Path, name: Any, budget: list[int]) -> KerasModelConfig:
+    path = _result_file(call_dir, name, _MODEL_NAME, budget, MAX_MODEL_JSON_BYTES)
     try:
         text = path.read_text(encoding="utf-8")
         json.loads(text)
@@ -199,15 +205,7 @@ def _load_model_config(call_dir: Path, name: Any, budget: list[int]) -> KerasMod
 
 
 def _load_array(call_dir: Path, name: Any, budget: list[int]) -> np.ndarray:
-    if not isinstance(name, str) or not _OUTPUT_NAME.match(name):
-        raise ProbeError("the result names an unexpected file")
-    path = call_dir / name
-    if path.is_symlink() or not path.is_file():
-        raise ProbeError(f"the result file {name} is missing")
-    size = path.stat().st_size
-    budget[0] -= size
-    if budget[0] < 0:
-        raise ProbeError("the returned values are too large")
+    path = _result_file(call_dir, name, _OUTPUT_NAME, budget)
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:  # malformed .npy, object dtype (pickle refused), ...
