@@ -53,7 +53,7 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
                 run = kernel.run_notebook()
                 timings["notebook"] = _lap(clock)
                 clock = time.monotonic()
-                ctx = Context(exercise.tolerance, exercise.max_examples,
+                ctx = Context(exercise.tolerance_for(device), exercise.max_examples,
                               exercise.data.resolve(data) if exercise.data else None)
                 tests = [t for item in exercise.items
                          for t in _grade_item(item, exercise, kernel, run, nb, ctx, public_only)]

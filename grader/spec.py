@@ -94,6 +94,7 @@ class Exercise:
     items: tuple[Item, ...]
     limits: Limits
     tolerance: Tolerance
+    device_tolerance: dict[str, Tolerance]   # e.g. [tolerance.gpu]: looser where kernels differ
     prelude: tuple[str, ...]          # grader/kernel_side module names, or source of the exercise's .py files
     kernel_env: dict[str, str]        # extra environment of the kernel (e.g. TF_USE_LEGACY_KERAS)
     skip_cells: tuple[str, ...]       # regexes: code cells not run (e.g. the student's own training)
@@ -103,6 +104,9 @@ class Exercise:
     max_examples: int
     requires_gpu: bool
     checks: ModuleType = field(repr=False, compare=False)
+
+    def tolerance_for(self, device: str) -> Tolerance:
+        return self.device_tolerance.get(device, self.tolerance)
 
     @property
     def max_score(self) -> float:
@@ -144,7 +148,8 @@ def load_exercise(name: str, exercises_dir: Path = EXERCISES_DIR) -> Exercise:
         title=str(meta.get("title", root.name)),
         items=items,
         limits=Limits(**doc.get("limits", {})),
-        tolerance=Tolerance(**doc.get("tolerance", {})),
+        tolerance=Tolerance(**{k: v for k, v in doc.get("tolerance", {}).items() if not isinstance(v, dict)}),
+        device_tolerance={k: Tolerance(**v) for k, v in doc.get("tolerance", {}).items() if isinstance(v, dict)},
         prelude=tuple((root / p).read_text(encoding="utf-8") if p.endswith(".py") else p
                       for p in doc.get("kernel", {}).get("prelude", [])),
         kernel_env={str(k): str(v) for k, v in doc.get("kernel", {}).get("env", {}).items()},
