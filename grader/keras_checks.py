@@ -22,15 +22,24 @@ from .keras_models import UnsafeModel, keras, rebuild
 from .probe import KerasModelConfig
 
 
+def call_text(function: str, case: Case) -> str:
+    """The call as the student would write it, e.g. ResNet50(input_shape=(64, 64, 3), classes=6)."""
+    parts = [repr(a) for a in case.args] + [f"{k}={v!r}" for k, v in case.kwargs.items()]
+    return f"{function}({', '.join(parts)})"
+
+
 def student_model(student: Student, function: str, case: Case) -> Any:
     """Call `function`, which must return a Keras model; rebuild it here, safely."""
-    got = call_student(student, function, case)
+    try:
+        got = call_student(student, function, case)
+    except Failure as exc:
+        raise Failure(f"on input {call_text(function, case)}: {exc}") from None
     if not isinstance(got, KerasModelConfig):
-        raise Failure(f"{function} should return a Keras Model, got {describe_type(got)}")
+        raise Failure(f"{call_text(function, case)} should return a Keras Model, got {describe_type(got)}")
     try:
         return rebuild(got)
     except UnsafeModel as exc:
-        raise Failure(f"{function}: {exc}") from None
+        raise Failure(f"{call_text(function, case)}: {exc}") from None
 
 
 def same_structure(function: str, reference: Callable[[], Any], case: Case,
@@ -41,7 +50,8 @@ def same_structure(function: str, reference: Callable[[], Any], case: Case,
         model = student_model(student, function, case)
         difference = first_difference(summarise(model), summarise(reference()))
         if difference:
-            raise Failure(f"{function}: the model differs from the expected architecture at {difference}")
+            raise Failure(f"on input {call_text(function, case)}: the model differs from the expected "
+                          f"architecture at {difference}")
     return run
 
 
@@ -57,7 +67,7 @@ def same_parameter_counts(function: str, reference: Callable[[], Any], case: Cas
         got, expected = parameter_counts(student_model(student, function, case)), parameter_counts(reference())
         wrong = [f"{k}: expected {expected[k]:,}, got {got[k]:,}" for k in expected if got[k] != expected[k]]
         if wrong:
-            raise Failure(f"{function}: parameter counts differ ({'; '.join(wrong)})")
+            raise Failure(f"on input {call_text(function, case)}: parameter counts differ ({'; '.join(wrong)})")
     return run
 
 
@@ -70,17 +80,17 @@ def computes_like_reference(function: str, reference: Callable[[], Any], case: C
         try:
             model.set_weights(expected_model.get_weights())
         except ValueError as exc:
-            raise Failure(f"{function}: the reference's weights do not fit this model ({str(exc)[:200]}); "
-                          "see the architecture check") from None
+            raise Failure(f"on input {call_text(function, case)}: the reference's weights do not fit this model "
+                          f"({str(exc)[:200]}); see the architecture check") from None
         got = np.asarray(model(inputs, training=True))
         expected = np.asarray(expected_model(inputs, training=True))
         if got.shape != expected.shape:
-            raise Failure(f"{function}: output shape {got.shape}, expected {expected.shape}")
+            raise Failure(f"on input {call_text(function, case)}: output shape {got.shape}, expected {expected.shape}")
         if not np.allclose(got, expected, rtol=rtol, atol=atol):
             worst = float(np.max(np.abs(got - expected)))
-            raise Failure(f"{function}: with the reference's weights, the model computes something else "
-                          f"(largest difference {worst:.3g} on {len(inputs)} fixed images): a layer is applied "
-                          "to the wrong tensor (e.g. the shortcut), though every layer is the right kind")
+            raise Failure(f"on input {call_text(function, case)}: with the reference's weights, the model computes "
+                          f"something else (largest difference {worst:.3g} on {len(inputs)} fixed images): a layer "
+                          "is applied to the wrong tensor (e.g. the shortcut), though every layer is the right kind")
     return run
 
 
@@ -149,7 +159,8 @@ def trains_like_reference(function: str, reference: Callable[[], Any], case: Cas
         expected = _cached_reference_score(cache, budget, ctx.data, reference, data, compile_model)[metric]
         got = train_and_score(model, data, budget, compile_model)[metric]
         if got < expected - budget.margin:
-            raise Failure(f"{function}: trained by the grader ({budget.epochs} epochs on {budget.train_examples} "
+            raise Failure(f"on input {call_text(function, case)}: trained by the grader "
+                          f"({budget.epochs} epochs on {budget.train_examples} "
                           f"examples), {metric.replace('_', ' ')} {got:.3f}; the reference reaches {expected:.3f} "
                           f"under the same budget (allowed margin {budget.margin:g})")
     return run
