@@ -123,7 +123,9 @@ def grade_command(argv: list[str], console: Console) -> int:
         raise UsageError(f"{exc}") from None
     try:
         args.device = device.resolve(args.device)
-    except device.DeviceUnavailable as exc:
+        if exercise.data is not None:
+            exercise.data.resolve(args.data)  # an instructor's --data is checked (or the stand-in made) once
+    except (device.DeviceUnavailable, spec.SpecError) as exc:
         raise UsageError(str(exc)) from None
     graded = _run(exercise, jobs, args, console)
     print_report(console, exercise, graded, feedback=not args.quiet)

@@ -17,9 +17,9 @@ from . import notebook
 from .checks import Check, Context, Failure
 from .kernel import KernelFault, KernelSession, NotebookRun
 from .probe import ProbeError
-from .results import SubmissionResult, TestResult
 from .device import device_files, environment
 from .device import kernel_env as device_env
+from .results import SubmissionResult, TestResult
 from .sandbox import SUBMISSION_NAME
 from .spec import Exercise, Item, Limits
 
@@ -40,8 +40,9 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
         nb = notebook.load(path)
     except notebook.Ungradable as exc:
         return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score, error=str(exc))
+    data_dir = exercise.data.resolve(data) if exercise.data else None
     with tempfile.TemporaryDirectory(prefix="convgrade-") as scratch:
-        workdir, exchange = _prepare(Path(scratch), exercise, path, data)
+        workdir, exchange = _prepare(Path(scratch), exercise, path, data_dir)
         timings: dict[str, float] = {}
         try:
             clock = time.monotonic()
@@ -53,8 +54,7 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
                 run = kernel.run_notebook()
                 timings["notebook"] = _lap(clock)
                 clock = time.monotonic()
-                ctx = Context(exercise.tolerance_for(device), exercise.max_examples,
-                              exercise.data.resolve(data) if exercise.data else None)
+                ctx = Context(exercise.tolerance_for(device), exercise.max_examples, data_dir)
                 tests = [t for item in exercise.items
                          for t in _grade_item(item, exercise, kernel, run, nb, ctx, public_only)]
                 timings["checks"] = _lap(clock)
@@ -79,7 +79,7 @@ def _lap(since: float) -> float:
     return round(time.monotonic() - since, 3)
 
 
-def _prepare(scratch: Path, exercise: Exercise, path: Path, data: Path | None = None) -> tuple[Path, Path]:
+def _prepare(scratch: Path, exercise: Exercise, path: Path, data_dir: Path | None) -> tuple[Path, Path]:
     """The kernel's working folder (submission copy, helpers, data) and the call exchange folder."""
     workdir, exchange = scratch / "work", scratch / "exchange"
     workdir.mkdir()
@@ -90,9 +90,8 @@ def _prepare(scratch: Path, exercise: Exercise, path: Path, data: Path | None = 
                 shutil.copy2(helper, workdir / helper.name)
             elif helper.is_dir():
                 shutil.copytree(helper, workdir / helper.name)
-    if exercise.data is not None:
-        shutil.copytree(exercise.data.resolve(data), workdir / exercise.data.folder,
-                        ignore=shutil.ignore_patterns(".complete"))
+    if exercise.data is not None and data_dir is not None:
+        shutil.copytree(data_dir, workdir / exercise.data.folder, ignore=shutil.ignore_patterns(".complete"))
     shutil.copy2(path, workdir / SUBMISSION_NAME)
     return workdir, exchange
 

@@ -21,6 +21,7 @@ SAMPLES = spec.EXERCISES_DIR / "conv_step_by_step" / "samples"
     ["--exercise", "no_such_exercise", str(SAMPLES / "correct.ipynb")],
     ["--exercise", "conv_step_by_step", "missing.ipynb"],
     ["--exercise", "conv_step_by_step", "--sandbox", "docker", str(SAMPLES / "correct.ipynb")],
+    ["--exercise", "resnet50", "--data", "/nonexistent/signs", str(SAMPLES / "truncated.ipynb")],
 ])
 def test_usage_errors_exit_2(argv, capsys, tmp_path):
     try:
