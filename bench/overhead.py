@@ -4,6 +4,8 @@
 
 Both in one run, alternating, best of --repeats. Graded = `grade_submission` (bwrap sandbox,
 all checks); its own split into kernel start, notebook execution and checks is reported too.
+The first grading in a process also draws the property checks' examples (the same for every
+submission, then reused): it is reported separately, as the cost of grading a single notebook.
 """
 
 from __future__ import annotations
@@ -48,16 +50,18 @@ def main() -> None:
         result = grade_submission(path, exercise)
         graded_times.append(time.perf_counter() - start)
         phases.append(result.timings)
-    b, g = min(bare_times), min(graded_times)
-    split = {k: statistics.median(t[k] for t in phases) for k in phases[0]}
+    b, g, first = min(bare_times), min(graded_times[1:] or graded_times), graded_times[0]
+    split = {k: statistics.median(t[k] for t in phases[1:] or phases) for k in phases[0]}
     body = f"""
-| one notebook ({args.sample}.ipynb) | best of {args.repeats} | ratio |
+| one notebook ({args.sample}.ipynb) | time | ratio |
 |---|---|---|
-| bare nbclient execution | {b:.2f} s | 1.00x |
-| ConvGrade, all checks, bwrap sandbox | {g:.2f} s | {g / b:.2f}x |
+| bare nbclient execution (best of {args.repeats}) | {b:.2f} s | 1.00x |
+| ConvGrade, all checks, bwrap sandbox: first in its process (examples drawn) | {first:.2f} s | {first / b:.2f}x |
+| ConvGrade, the same, next submissions (best of {args.repeats - 1}; a batch's steady state) | {g:.2f} s | {g / b:.2f}x |
 
-ConvGrade's time split (median): kernel start {split['kernel_start']:.2f} s, notebook
-{split['notebook']:.2f} s, checks {split['checks']:.2f} s. Goal: at most 1.5x.
+ConvGrade's time split (median of the later runs): kernel start {split['kernel_start']:.2f} s,
+notebook {split['notebook']:.2f} s, checks {split['checks']:.2f} s; first run's checks
+{phases[0]['checks']:.2f} s. Goal: at most 1.5x.
 """
     print(body)
     write_section("Grading overhead on one notebook (issue 7)", body,

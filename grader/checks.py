@@ -262,6 +262,15 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
     `through`: see call_student.
     """
     pick = select or (lambda value: value)
+    # The examples are the same for every submission (fixed seed): drawn once per process,
+    # with the reference's answers, and reused for the next submission's batch.
+    drawn_memo: dict[int, list[Case]] = {}
+    expected_memo: dict[int, Any] = {}
+
+    def expected_of(case: Case) -> Any:
+        if id(case) not in expected_memo:
+            expected_memo[id(case)] = reference(*_copy(case.args), **_copy(dict(case.kwargs)))
+        return expected_memo[id(case)]
 
     def run(student: Student, ctx: Context) -> None:
         calls, smallest = [0], []  # smallest: [(input size, feedback)] of the failures seen
@@ -297,8 +306,7 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
                 try:
                     if isinstance(got, StudentException):
                         raise Failure(f"{function} raised {got}")
-                    expected = reference(*_copy(case.args), **_copy(dict(case.kwargs)))
-                    compare_named(pick(got), pick(expected), output, ctx.tolerance, hints)
+                    compare_named(pick(got), pick(expected_of(case)), output, ctx.tolerance, hints)
                 except Failure as exc:
                     return f"{function} on input:\n{case.describe()}\n{exc}"
             return None
@@ -330,8 +338,11 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
         def prop(case: Case) -> None:
             one(case)
 
-        record()
-        batch_failure = first_disagreement(drawn)
+        count = examples or ctx.max_examples
+        if count not in drawn_memo:
+            record()
+            drawn_memo[count] = drawn
+        batch_failure = first_disagreement(drawn_memo[count])
         if batch_failure is None:
             return
         try:
