@@ -63,6 +63,7 @@ class Context:
     tolerance: Tolerance
     max_examples: int
     data: Path | None = None   # the exercise's data folder, for checks that train
+    params: Mapping[str, Any] = field(default_factory=dict)  # the spec's [params]
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
                 run = kernel.run_notebook()
                 timings["notebook"] = _lap(clock)
                 clock = time.monotonic()
-                ctx = Context(exercise.tolerance_for(device), exercise.max_examples, data_dir)
+                ctx = Context(exercise.tolerance_for(device), exercise.max_examples, data_dir, exercise.params)
                 tests = [t for item in exercise.items
                          for t in _grade_item(item, exercise, kernel, run, nb, ctx, public_only)]
                 timings["checks"] = _lap(clock)

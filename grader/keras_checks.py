@@ -138,15 +138,17 @@ def _accuracy(model: Any, X: np.ndarray, Y: np.ndarray, batch_size: int) -> floa
     return hits / len(X)
 
 
-def trains_like_reference(function: str, reference: Callable[[], Any], case: Case, budget: TrainingBudget,
+def trains_like_reference(function: str, reference: Callable[[], Any], case: Case, budget_param: str,
                           load_data: Callable[[Path], tuple[np.ndarray, ...]],
                           compile_model: Callable[[Any], None], cache: Path, metric: str = "test_accuracy",
                           precondition: Callable[[Student, Context], None] | None = None
                           ) -> Callable[[Student, Context], None]:
     """The grader trains the student's model itself and compares with the reference's score
-    under the same budget (the reference's is computed once and cached). With a
-    `precondition` (e.g. the architecture check), a model that fails it is not trained."""
+    under the same budget (the reference's is computed once and cached). The budget is the
+    spec's [params.<budget_param>] (a TrainingBudget's fields). With a `precondition` (e.g.
+    the architecture check), a model that fails it is not trained."""
     def run(student: Student, ctx: Context) -> None:
+        budget = TrainingBudget(**ctx.params[budget_param])
         if ctx.data is None:
             raise Failure("no training data was given to the grader")
         if precondition is not None:

@@ -103,6 +103,7 @@ class Exercise:
     template: Path | None
     max_examples: int
     requires_gpu: bool
+    params: dict[str, Any]            # [params.*]: settings the exercise's checks read (e.g. training budget)
     checks: ModuleType = field(repr=False, compare=False)
 
     def tolerance_for(self, device: str) -> Tolerance:
@@ -159,6 +160,7 @@ def load_exercise(name: str, exercises_dir: Path = EXERCISES_DIR) -> Exercise:
         template=template,
         max_examples=int(doc.get("property", {}).get("max_examples", 30)),
         requires_gpu=bool(doc.get("device", {}).get("requires_gpu", False)),
+        params=dict(doc.get("params", {})),
         checks=checks,
     )
 
