@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 
 from reference import conv_step_by_step as ref
 
+from .course_loops import course_conv_backward, course_pool_backward, course_pool_forward
+
 EXAMPLES = settings(max_examples=75, deadline=None)
 
 
@@ -56,61 +58,6 @@ def close(actual, expected):
 
 
 # --------------------------------------------------------------------------- course-style loop oracle
-
-
-def course_pool_forward(A_prev, hparameters, mode):
-    f, stride = hparameters["f"], hparameters["stride"]
-    m, n_H_prev, n_W_prev, n_C = A_prev.shape
-    n_H, n_W = (n_H_prev - f) // stride + 1, (n_W_prev - f) // stride + 1
-    A = np.zeros((m, n_H, n_W, n_C))
-    for i in range(m):
-        for h in range(n_H):
-            for w in range(n_W):
-                for c in range(n_C):
-                    window = A_prev[i, h * stride : h * stride + f, w * stride : w * stride + f, c]
-                    A[i, h, w, c] = np.max(window) if mode == "max" else np.mean(window)
-    return A
-
-
-def course_pool_backward(dA, cache, mode):
-    A_prev, hparameters = cache
-    f, stride = hparameters["f"], hparameters["stride"]
-    m, n_H, n_W, n_C = dA.shape
-    dA_prev = np.zeros(A_prev.shape)
-    for i in range(m):
-        for h in range(n_H):
-            for w in range(n_W):
-                for c in range(n_C):
-                    vs, hs = h * stride, w * stride
-                    if mode == "max":
-                        window = A_prev[i, vs : vs + f, hs : hs + f, c]
-                        mask = window == np.max(window)
-                        dA_prev[i, vs : vs + f, hs : hs + f, c] += mask * dA[i, h, w, c]
-                    else:
-                        dA_prev[i, vs : vs + f, hs : hs + f, c] += np.ones((f, f)) * (dA[i, h, w, c] / (f * f))
-    return dA_prev
-
-
-def course_conv_backward(dZ, cache):
-    """The course's loops, including its final ``[pad:-pad, pad:-pad]`` crop (so only pad >= 1)."""
-    A_prev, W, b, hparameters = cache
-    stride, pad = hparameters["stride"], hparameters["pad"]
-    f = W.shape[0]
-    m, n_H, n_W, n_C = dZ.shape
-    dA_prev, dW, db = np.zeros(A_prev.shape), np.zeros(W.shape), np.zeros((1, 1, 1, n_C))
-    A_prev_pad = np.pad(A_prev, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    dA_prev_pad = np.zeros(A_prev_pad.shape)
-    for i in range(m):
-        for h in range(n_H):
-            for w in range(n_W):
-                for c in range(n_C):
-                    vs, hs = h * stride, w * stride
-                    a_slice = A_prev_pad[i, vs : vs + f, hs : hs + f, :]
-                    dA_prev_pad[i, vs : vs + f, hs : hs + f, :] += W[:, :, :, c] * dZ[i, h, w, c]
-                    dW[:, :, :, c] += a_slice * dZ[i, h, w, c]
-                    db[:, :, :, c] += dZ[i, h, w, c]
-        dA_prev[i, :, :, :] = dA_prev_pad[i, pad:-pad, pad:-pad, :]
-    return dA_prev, dW, db
 
 
 # --------------------------------------------------------------------------- strategies
@@ -250,7 +197,7 @@ def test_pool_matches_course_loops_on_integer_inputs_with_ties(case):
     A_prev = rng.integers(-2, 3, size=(case["m"], case["h"], case["w"], case["c"])).astype(np.float64)
     hp = {"f": case["f"], "stride": case["stride"]}
     A, cache = ref.pool_forward(A_prev, hp, mode=case["mode"])
-    np.testing.assert_allclose(A, course_pool_forward(A_prev, hp, case["mode"]), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(A, course_pool_forward(A_prev, hp, case["mode"])[0], rtol=1e-12, atol=1e-12)
     dA = rng.integers(-3, 4, size=A.shape).astype(np.float64)
     np.testing.assert_allclose(
         ref.pool_backward(dA, cache, mode=case["mode"]),
