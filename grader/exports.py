@@ -112,7 +112,7 @@ def safe_folder_name(student: str) -> str:
     return name
 
 
-def _unique(name: str, taken: set[str]) -> str:
+def unique_name(name: str, taken: set[str]) -> str:
     """name, or name-2, name-3...: case-insensitively new (macOS and Windows fold case)."""
     candidate, n = name, 1
     while candidate.casefold() in taken:
@@ -170,7 +170,7 @@ def write_gradescope(folder: Path, exercise: Exercise, results: list[SubmissionR
     taken: set[str] = set()
     paths = []
     for r in results:
-        target = folder / _unique(safe_folder_name(student_id(r)), taken) / "results.json"
+        target = folder / unique_name(safe_folder_name(student_id(r)), taken) / "results.json"
         if not target.resolve().is_relative_to(root):
             raise ValueError(f"refusing to write {target}: it resolves outside {folder}")
         target.parent.mkdir(exist_ok=True)

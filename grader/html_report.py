@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from .exports import unique_name
 from .results import SubmissionResult, TestResult
 from .spec import Exercise
 
@@ -199,16 +200,7 @@ def safe_stem(name: str) -> str:
 def feedback_file_names(results: Sequence[SubmissionResult], fmt: Format) -> list[str]:
     """One distinct file name per result, in order; distinct even on case-insensitive disks."""
     taken: set[str] = set()
-    names = []
-    for r in results:
-        stem = safe_stem(student_name(r))
-        candidate, n = stem, 1
-        while f"{candidate}.{fmt}".lower() in taken:
-            n += 1
-            candidate = f"{stem}-{n}"
-        taken.add(f"{candidate}.{fmt}".lower())
-        names.append(f"{candidate}.{fmt}")
-    return names
+    return [f"{unique_name(safe_stem(student_name(r)), taken)}.{fmt}" for r in results]
 
 
 def write_feedback(folder: Path, exercise: Exercise, results: Sequence[SubmissionResult],
