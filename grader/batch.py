@@ -152,10 +152,11 @@ def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, *, work
     version, shash = grader_version(), spec_hash(exercise)
     provenance = {j.student: Provenance(j.content_hash, shash, version, device) for j in jobs}
     todo = [j for j in jobs if force or not gradebook.is_current(exercise.name, j.student, provenance[j.student])]
-    done = {j.student for j in jobs} - {j.student for j in todo}
+    by_student = {j.student: j for j in jobs}
+    done = by_student.keys() - {j.student for j in todo}
     for result in gradebook.results(exercise.name, [j.student for j in jobs if j.student in done]):
         if on_result:
-            on_result(next(j for j in jobs if j.student == result.student), result, False)
+            on_result(by_student[result.student], result, False)
 
     # A worker that dies breaks its whole pool, and every unfinished job with it. Such jobs are
     # retried in a fresh pool; after a second break each runs alone, so only the notebook that
