@@ -51,7 +51,6 @@ class CellRun:
 class NotebookRun:
     cells: list[CellRun] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)   # not run: the notebook's time was up
-    not_run: list[int] = field(default_factory=list)   # not run: the exercise spec skips them
 
     def errors(self) -> list[CellRun]:
         return [c for c in self.cells if c.error or c.fatal]
@@ -203,8 +202,7 @@ class KernelSession:
         for index, cell in enumerate(self.nb.cells):
             if cell.cell_type != "code" or not cell.source.strip():
                 continue
-            if any(p.search(cell.source) for p in self.skip):
-                run.not_run.append(index)
+            if any(p.search(cell.source) for p in self.skip):  # e.g. the student's own training
                 continue
             remaining = deadline - time.monotonic()
             if remaining < 1:
@@ -215,13 +213,10 @@ class KernelSession:
             self._last_error = None
             try:
                 self._client.execute_cell(cell, index)
-            except DeadKernelError:
-                record.fatal = f"the kernel died while running this cell ({self._death_cause()})"
-                run.cells.append(record)
-                self._restart(record.fatal)
-                continue
-            except Exception as exc:  # e.g. a patched json module garbles the kernel's messages
-                record.fatal = f"the kernel stopped speaking the Jupyter protocol ({type(exc).__name__}: {exc})"
+            except Exception as exc:  # died, or (e.g. a patched json module) garbled its messages
+                record.fatal = (f"the kernel died while running this cell ({self._death_cause()})"
+                                if isinstance(exc, DeadKernelError) else
+                                f"the kernel stopped speaking the Jupyter protocol ({type(exc).__name__}: {exc})")
                 run.cells.append(record)
                 self._restart(record.fatal)
                 continue
@@ -231,11 +226,9 @@ class KernelSession:
                 record.error = None
                 if not self._responsive():
                     self._restart(record.fatal)
-            elif record.error is None:
-                self._clean_cells.append(index)
             else:
-                # A cell that raised may still have defined functions before the error; keep it
-                # for replays unless it is the one that killed the kernel.
+                # Replayed after a restart; a cell that raised may still have defined functions
+                # before its error. Cells that killed the kernel or timed out are not replayed.
                 self._clean_cells.append(index)
             run.cells.append(record)
         return run
