@@ -44,6 +44,26 @@ def add_limits(p: argparse.ArgumentParser) -> None:
     limits.add_argument("--cpu-seconds", type=int, help="CPU time of the kernel")
 
 
+def add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, help="the exercise's data folder (default: a generated stand-in)")
+    p.add_argument("--data-file", action="append", default=[], metavar="NAME=PATH",
+                   help="one of the exercise's data files, e.g. pretrained weights (default: a stand-in)")
+    p.add_argument("--weights", type=Path, help="the exercise's pretrained weights file (= --data-file weights=PATH)")
+
+
+def data_files(args: argparse.Namespace) -> dict[str, Path]:
+    """--data-file NAME=PATH (and --weights PATH) as a mapping."""
+    files = {}
+    for item in args.data_file:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--data-file {item!r}: expected NAME=PATH")
+        files[name] = Path(path)
+    if args.weights is not None:
+        files["weights"] = args.weights
+    return files
+
+
 def grade_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grade.py", description="Grade Jupyter notebooks of one exercise.",
                                 epilog="Other commands: 'grade.py merge OUT IN...', 'grade.py check NOTEBOOK'.")
@@ -52,7 +72,7 @@ def grade_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox", default="bwrap", choices=sandbox.MODES,
                    help="how the student's kernel is isolated (default bwrap; none: no isolation, see README)")
     p.add_argument("--device", default="auto", choices=device.DEVICES, help="where models train and run")
-    p.add_argument("--data", type=Path, help="the exercise's data folder (default: a generated stand-in)")
+    add_data(p)
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)")
     p.add_argument("--scheduler", help="address of a Dask distributed scheduler to send the work to")
     p.add_argument("--gradebook", type=Path, default=Path("grades.sqlite"), help="SQLite gradebook (default: %(default)s)")
@@ -123,8 +143,11 @@ def grade_command(argv: list[str], console: Console) -> int:
         raise UsageError(f"{exc}") from None
     try:
         args.device = device.resolve(args.device)
-        if exercise.data is not None:
-            exercise.data.resolve(args.data)  # an instructor's --data is checked (or the stand-in made) once
+        args.data_files = data_files(args)
+        if exercise.data is not None:  # an instructor's data is checked (or the stand-ins made) once
+            exercise.data.resolve(args.data, args.data_files)
+        elif args.data or args.data_files:
+            raise spec.SpecError(f"{exercise.name} reads no data (--data, --data-file, --weights)")
     except (device.DeviceUnavailable, spec.SpecError) as exc:
         raise UsageError(str(exc)) from None
     graded = _run(exercise, jobs, args, console)
@@ -161,7 +184,8 @@ def _run(exercise: spec.Exercise, jobs: list[Job], args: argparse.Namespace, con
 
             return run_batch(exercise, jobs, book, workers=args.jobs, sandbox=args.sandbox,
                              limits=_limits(exercise, args), force=args.force, executor=executor,
-                             device=args.device, data=args.data, on_result=on_result)
+                             device=args.device, data=args.data, data_files=args.data_files,
+                             on_result=on_result)
     finally:
         if client is not None:
             client.close()
@@ -213,7 +237,7 @@ def check_command(argv: list[str], console: Console) -> int:
     p.add_argument("--sandbox", default="none", choices=sandbox.MODES,
                    help="default none: it is your own code on your own machine")
     p.add_argument("--device", default="auto", choices=device.DEVICES)
-    p.add_argument("--data", type=Path, help="the exercise's data folder (default: a generated stand-in)")
+    add_data(p)
     add_limits(p)
     args = p.parse_args(argv)
     if not args.notebook.is_file():
@@ -225,10 +249,13 @@ def check_command(argv: list[str], console: Console) -> int:
 
     try:
         chosen = device.resolve(args.device)
-    except device.DeviceUnavailable as exc:
+        files = data_files(args)
+        if exercise.data is not None:
+            exercise.data.resolve(args.data, files)
+    except (device.DeviceUnavailable, spec.SpecError) as exc:
         raise UsageError(str(exc)) from None
     result = grade_submission(args.notebook, exercise, sandbox=args.sandbox, limits=_limits(exercise, args),
-                              public_only=True, device=chosen, data=args.data)
+                              public_only=True, device=chosen, data=args.data, data_files=files)
     console.print(feedback_text(result), markup=False, highlight=False)
     console.print("(public checks only: the graded run also tests your functions on other inputs)")
     return 0

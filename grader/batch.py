@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -120,12 +120,14 @@ def _reference_files(exercise: Exercise) -> list[Path]:
 
 # -- running ----------------------------------------------------------------------------------------
 def grade_one(exercise_name: str, path: str, student: str, sandbox: str, limits: Limits | None,
-              device: str = "cpu", data: str | None = None) -> SubmissionResult:
+              device: str = "cpu", data: str | None = None,
+              data_files: dict[str, str] | None = None) -> SubmissionResult:
     """The unit of work a worker runs (top-level, picklable): grade one notebook."""
     from .grading import grade_submission
 
     result = grade_submission(Path(path), _exercise(exercise_name), sandbox=sandbox, limits=limits, device=device,
-                              data=Path(data) if data else None)
+                              data=Path(data) if data else None,
+                              data_files={k: Path(v) for k, v in (data_files or {}).items()})
     result.student = student
     return result
 
@@ -142,7 +144,7 @@ def local_executor(jobs: int) -> Executor:
 
 def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, *, workers: int = 0, sandbox: str = "bwrap",
               limits: Limits | None = None, force: bool = False, executor: Executor | None = None,
-              device: str = "cpu", data: Path | None = None,
+              device: str = "cpu", data: Path | None = None, data_files: Mapping[str, Path] | None = None,
               on_result: Callable[[Job, SubmissionResult, bool], None] | None = None) -> list[SubmissionResult]:
     """Grade `jobs` (skipping those already current in the gradebook unless `force`).
 
@@ -171,7 +173,8 @@ def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, *, work
         try:
             futures: dict[Future, Job] = {
                 pool.submit(grade_one, exercise.name, str(j.path), j.student, sandbox, limits, device,
-                            str(data) if data else None): j for j in batch}
+                            str(data) if data else None, {k: str(v) for k, v in (data_files or {}).items()}): j
+                for j in batch}
             for future in as_completed(futures):
                 job = futures[future]
                 try:

@@ -64,6 +64,7 @@ class Context:
     max_examples: int
     data: Path | None = None   # the exercise's data folder, for checks that train
     params: Mapping[str, Any] = field(default_factory=dict)  # the spec's [params]
+    files: Mapping[str, Path] = field(default_factory=dict)   # the exercise's data files (e.g. weights)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Mapping
 
 from . import notebook
 from .checks import Check, Context, Failure
@@ -20,17 +21,18 @@ from .probe import ProbeError
 from .device import device_files, environment
 from .device import kernel_env as device_env
 from .results import SubmissionResult, TestResult
-from .sandbox import SUBMISSION_NAME
+from .sandbox import KERNEL_HOME, SUBMISSION_NAME
 from .spec import Exercise, Item, Limits
 
 
 def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
                      limits: Limits | None = None, public_only: bool = False,
-                     data: Path | None = None, device: str = "cpu") -> SubmissionResult:
+                     data: Path | None = None, data_files: Mapping[str, Path] | None = None,
+                     device: str = "cpu") -> SubmissionResult:
     """Grade one notebook; never raises for anything the submission does.
 
     public_only: run only the checks marked public (the student self-check).
-    data: the exercise's data folder (default: the spec's stand-in).
+    data, data_files: the exercise's data folder and named data files (default: the spec's stand-ins).
     device: "cpu" or "gpu" (resolved already, see device.resolve).
     """
     os.environ.update(device_env(device))  # this process trains models too (before TF is imported)
@@ -40,9 +42,9 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
         nb = notebook.load(path)
     except notebook.Ungradable as exc:
         return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score, error=str(exc))
-    data_dir = exercise.data.resolve(data) if exercise.data else None
+    data_dir, files = exercise.data.resolve(data, data_files) if exercise.data else (None, {})
     with tempfile.TemporaryDirectory(prefix="convgrade-") as scratch:
-        workdir, exchange = _prepare(Path(scratch), exercise, path, data_dir)
+        workdir, exchange = _prepare(Path(scratch), exercise, path, data_dir, files)
         timings: dict[str, float] = {}
         try:
             clock = time.monotonic()
@@ -54,7 +56,7 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
                 run = kernel.run_notebook()
                 timings["notebook"] = _lap(clock)
                 clock = time.monotonic()
-                ctx = Context(exercise.tolerance_for(device), exercise.max_examples, data_dir, exercise.params)
+                ctx = Context(exercise.tolerance_for(device), exercise.max_examples, data_dir, exercise.params, files)
                 tests = [t for item in exercise.items
                          for t in _grade_item(item, exercise, kernel, run, nb, ctx, public_only)]
                 timings["checks"] = _lap(clock)
@@ -79,8 +81,13 @@ def _lap(since: float) -> float:
     return round(time.monotonic() - since, 3)
 
 
-def _prepare(scratch: Path, exercise: Exercise, path: Path, data_dir: Path | None) -> tuple[Path, Path]:
-    """The kernel's working folder (submission copy, helpers, data) and the call exchange folder."""
+def _prepare(scratch: Path, exercise: Exercise, path: Path, data_dir: Path | None,
+             files: Mapping[str, Path]) -> tuple[Path, Path]:
+    """The kernel's working folder (submission copy, helpers, data) and the call exchange folder.
+
+    Data files go where the spec places them: beside the notebook, or under the kernel's home
+    (scratch/home, see sandbox.KERNEL_HOME) for "~/..." places.
+    """
     workdir, exchange = scratch / "work", scratch / "exchange"
     workdir.mkdir()
     exchange.mkdir()
@@ -92,6 +99,11 @@ def _prepare(scratch: Path, exercise: Exercise, path: Path, data_dir: Path | Non
                 shutil.copytree(helper, workdir / helper.name)
     if exercise.data is not None and data_dir is not None:
         shutil.copytree(data_dir, workdir / exercise.data.folder, ignore=shutil.ignore_patterns(".complete"))
+        for spec in exercise.data.files:
+            for place in spec.place:
+                target = scratch / KERNEL_HOME / place[2:] if place.startswith("~/") else workdir / place
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(files[spec.name], target)
     shutil.copy2(path, workdir / SUBMISSION_NAME)
     return workdir, exchange
 
@@ -100,7 +112,7 @@ def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: Note
                 public_only: bool = False) -> list[TestResult]:
     checks: list[Check] = [c for c in exercise.checks.CHECKS[item.name] if c.public or not public_only]
     shares = _shares(item.points, [c.weight for c in checks])
-    missing = _missing(item.name, kernel, run, nb)
+    missing = _missing(item, kernel, run, nb)
     tests = []
     fault: str | None = None  # a check of this item hung or killed the kernel: don't call it again
     for check, max_score in zip(checks, shares):
@@ -127,19 +139,23 @@ def _shares(points: float, weights: list[float]) -> list[float]:
     return [*shares, round(points - sum(shares), 2)]
 
 
-def _missing(name: str, kernel: KernelSession, run: NotebookRun, nb) -> str | None:
-    """Why `name` cannot be graded (not defined after the notebook ran), or None."""
+def _missing(item: Item, kernel: KernelSession, run: NotebookRun, nb) -> str | None:
+    """Why `item` cannot be graded (a name it needs is not defined after the notebook ran), or None."""
     try:
-        if name in kernel.defined([name]):
-            return None
+        defined = kernel.defined(list(item.required))
+        undefined = [n for n in item.required if n not in defined]
     except (KernelFault, ProbeError) as exc:
-        return f"{name} could not be looked up in the kernel: {exc}"
+        return f"{', '.join(item.required)} could not be looked up in the kernel: {exc}"
+    if not undefined:
+        return None
+    name = undefined[0]
     why = f"{name} is not defined after running the notebook."
     cells = notebook.defining_cells(nb, name)
     by_index = {c.index: c for c in run.cells}
     problems = [_describe_cell(by_index[i]) for i in cells if i in by_index and (by_index[i].error or by_index[i].fatal)]
     if not cells:
-        why += f" No cell contains `def {name}(`: was it renamed or deleted?"
+        why += (f" No cell contains `def {name}(`: was it renamed or deleted?" if name == item.name
+                else f" No cell sets `{name} = ...`: was it renamed or deleted?")
     elif problems:
         why += " The cell that defines it failed: " + "; ".join(problems)
     elif any(i in run.skipped for i in cells):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .checks import Case, Context, Failure, Student, call_student, describe_type
+from .checks import PROPERTY_SEED, Case, Context, Failure, Student, call_student, describe_type, show
 from .keras_models import UnsafeModel, keras, rebuild
 from .probe import KerasModelConfig
 
@@ -28,26 +30,51 @@ def call_text(function: str, case: Case) -> str:
     return f"{function}({', '.join(parts)})"
 
 
-def student_model(student: Student, function: str, case: Case) -> Any:
+# The architectures a student's kernel returned, per student (kernel session) and call: the
+# checks of one item ask for the same model several times, and building it in the kernel (e.g.
+# MobileNetV2 with its weights) costs seconds. Each check still rebuilds its own model from the
+# description, so a check that changes weights or trainability cannot affect the next one.
+_ARCHITECTURES: "weakref.WeakKeyDictionary[Any, dict[tuple, KerasModelConfig]]" = weakref.WeakKeyDictionary()
+
+
+def student_architecture(student: Student, function: str, case: Case, through: str | None = None
+                         ) -> KerasModelConfig:
+    """Call `function`, which must return a Keras model: its JSON architecture (memoised per student)."""
+    try:
+        memo = _ARCHITECTURES.setdefault(student, {})
+    except TypeError:  # a student object that cannot be weakly referenced: no memo
+        memo = {}
+    key = (function, call_text(function, case), through)
+    if key not in memo:
+        try:
+            got = call_student(student, function, case, through)
+        except Failure as exc:
+            raise Failure(f"on input {call_text(function, case)}: {exc}") from None
+        if not isinstance(got, KerasModelConfig):
+            raise Failure(f"{call_text(function, case)} should return a Keras Model, got {describe_type(got)}")
+        memo[key] = got
+    return memo[key]
+
+
+def student_model(student: Student, function: str, case: Case, through: str | None = None) -> Any:
     """Call `function`, which must return a Keras model; rebuild it here, safely."""
+    return rebuilt(student_architecture(student, function, case, through), call_text(function, case))
+
+
+def rebuilt(config: KerasModelConfig, where: str) -> Any:
+    """A fresh model from `config`, in safe mode; a Failure naming `where` if it cannot be."""
     try:
-        got = call_student(student, function, case)
-    except Failure as exc:
-        raise Failure(f"on input {call_text(function, case)}: {exc}") from None
-    if not isinstance(got, KerasModelConfig):
-        raise Failure(f"{call_text(function, case)} should return a Keras Model, got {describe_type(got)}")
-    try:
-        return rebuild(got)
+        return rebuild(config)
     except UnsafeModel as exc:
-        raise Failure(f"{call_text(function, case)}: {exc}") from None
+        raise Failure(f"{where}: {exc}") from None
 
 
 def same_structure(function: str, reference: Callable[[], Any], case: Case,
-                   summarise: Callable[[Any], list], first_difference: Callable[[list, list], str | None]
-                   ) -> Callable[[Student, Context], None]:
+                   summarise: Callable[[Any], list], first_difference: Callable[[list, list], str | None],
+                   through: str | None = None) -> Callable[[Student, Context], None]:
     """Layer by layer: class, output shape, parameters and per-class details; first difference named."""
     def run(student: Student, ctx: Context) -> None:
-        model = student_model(student, function, case)
+        model = student_model(student, function, case, through)
         difference = first_difference(summarise(model), summarise(reference()))
         if difference:
             raise Failure(f"on input {call_text(function, case)}: the model differs from the expected "
@@ -61,10 +88,11 @@ def parameter_counts(model: Any) -> dict[str, int]:
     return {"total": trainable + non_trainable, "trainable": trainable, "non-trainable": non_trainable}
 
 
-def same_parameter_counts(function: str, reference: Callable[[], Any], case: Case
+def same_parameter_counts(function: str, reference: Callable[[], Any], case: Case, through: str | None = None
                           ) -> Callable[[Student, Context], None]:
     def run(student: Student, ctx: Context) -> None:
-        got, expected = parameter_counts(student_model(student, function, case)), parameter_counts(reference())
+        got = parameter_counts(student_model(student, function, case, through))
+        expected = parameter_counts(reference())
         wrong = [f"{k}: expected {expected[k]:,}, got {got[k]:,}" for k in expected if got[k] != expected[k]]
         if wrong:
             raise Failure(f"on input {call_text(function, case)}: parameter counts differ ({'; '.join(wrong)})")
@@ -91,6 +119,38 @@ def computes_like_reference(function: str, reference: Callable[[], Any], case: C
             raise Failure(f"on input {call_text(function, case)}: with the reference's weights, the model computes "
                           f"something else (largest difference {worst:.3g} on {len(inputs)} fixed images): a layer "
                           "is applied to the wrong tensor (e.g. the shortcut), though every layer is the right kind")
+    return run
+
+
+def model_property(function: str, case: Case, inputs: "st.SearchStrategy[np.ndarray]",
+                   prop: Callable[[Any, np.ndarray], str | None], *, through: str | None = None,
+                   examples: int | None = None) -> Callable[[Student, Context], None]:
+    """A property of what the student's model computes, on inputs hypothesis draws.
+
+    The model is the one rebuilt here (standard Keras layers only, see keras_models), so it
+    runs in this process: `prop(model, X)` says what is wrong on X, or None. A failure is
+    shrunk to the smallest X, which is shown with the problem.
+    """
+    from hypothesis import HealthCheck, Phase, given, seed, settings
+
+    def run(student: Student, ctx: Context) -> None:
+        model = student_model(student, function, case, through)
+
+        @seed(PROPERTY_SEED)
+        @settings(max_examples=examples or ctx.max_examples, database=None, deadline=None, print_blob=False,
+                  report_multiple_bugs=False, phases=(Phase.explicit, Phase.generate, Phase.shrink),
+                  suppress_health_check=list(HealthCheck))
+        @given(inputs)
+        def holds(X: np.ndarray) -> None:
+            problem = prop(model, X)
+            if problem:
+                raise Failure(f"the model of {call_text(function, case)}, on input X of shape {X.shape}:\n"
+                              f"  X = {show(X)}\n{problem}")
+
+        try:
+            holds()
+        except Failure as exc:
+            raise Failure(str(exc)) from None  # drop hypothesis' chained context
     return run
 
 
@@ -170,18 +230,31 @@ def trains_like_reference(function: str, reference: Callable[[], Any], case: Cas
 
 def _cached_reference_score(cache: Path, budget: TrainingBudget, data_dir: Path, reference: Callable[[], Any],
                             data: tuple[np.ndarray, ...], compile_model: Callable[[Any], None]) -> dict[str, float]:
+    return cached_scores(cache, [budget.key(), data_digest(data_dir), "batch-statistics accuracy"],
+                         lambda: train_and_score(reference(), data, budget, compile_model))
+
+
+def data_digest(*paths: Path) -> str:
+    """A short hash of the files under `paths` (names and bytes): what a cached score was computed on."""
+    digest = hashlib.sha256()
+    for root in paths:
+        for f in sorted([root] if root.is_file() else root.rglob("*")):
+            if f.is_file():
+                digest.update(f.name.encode() + f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cached_scores(cache: Path, key_parts: Sequence[str], compute: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """The reference's training scores, computed once per TensorFlow version and key, kept in `cache`
+    (a JSON file written atomically): training the reference for every submission would double the time."""
     import tensorflow as tf
 
-    digest = hashlib.sha256()
-    for f in sorted(data_dir.rglob("*")):
-        if f.is_file():
-            digest.update(f.name.encode() + f.read_bytes())
-    key = f"{tf.__version__}|{budget.key()}|{digest.hexdigest()[:16]}|batch-statistics accuracy"
+    key = "|".join([tf.__version__, *key_parts])
     scores = json.loads(cache.read_text()) if cache.is_file() else {}
     if key not in scores:
-        scores[key] = train_and_score(reference(), data, budget, compile_model)
+        scores[key] = compute()
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(scores, indent=1))
         tmp.replace(cache)
     return scores[key]

@@ -287,7 +287,7 @@ class KernelSession:
         return probe.read_batch(call_dir, len(calls), int(self.limits.max_result_mb * 1024 * 1024))
 
     def defined(self, names: list[str]) -> set[str]:
-        """Which of `names` are callables in the kernel's namespace now."""
+        """Which of `names` are defined in the kernel's namespace now (functions or variables)."""
         call_dir = self._call_dir()
         probe.write_call(call_dir, "", (), {}, query={"defined": list(names)})
         self._execute_call(call_dir, "looking up the graded functions")

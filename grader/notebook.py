@@ -53,6 +53,7 @@ def load(path: Path) -> nbformat.NotebookNode:
 
 
 def defining_cells(nb: nbformat.NotebookNode, name: str) -> list[int]:
-    """Indices of the code cells that define function `name`."""
-    pattern = re.compile(rf"^\s*def\s+{re.escape(name)}\s*\(", re.MULTILINE)
+    """Indices of the code cells that define function `name`, or assign a variable `name`."""
+    n = re.escape(name)
+    pattern = re.compile(rf"^\s*(def\s+{n}\s*\(|{n}\s*=[^=])", re.MULTILINE)
     return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and pattern.search(c.source)]

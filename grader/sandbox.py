@@ -26,6 +26,7 @@ from .spec import Limits
 
 MODES = ("bwrap", "none")
 SUBMISSION_NAME = "submission.ipynb"  # the submission's copy in the kernel's working folder
+KERNEL_HOME = "home"                  # the kernel's $HOME, in its scratch folder (e.g. ~/.keras/models)
 NOBODY = 65534
 
 UNPROTECTED = ("--sandbox none: the student's code runs as you, with your files, your network and your "
@@ -170,13 +171,19 @@ def kernel_manager(mode: str, workdir: Path, exchange: Path, limits: Limits, ext
     # The kernel is always this interpreter's ipykernel, whatever the notebook's metadata says.
     km.kernel_spec.argv[0] = sys.executable
     sandboxed = mode == "bwrap"
-    env = kernel_environment(sandboxed, extra_env)
+    home = scratch / KERNEL_HOME
+    home.mkdir(exist_ok=True)
+    env = {**kernel_environment(sandboxed, extra_env), "HOME": str(home)}
     if sandboxed:
         as_root = os.geteuid() == 0
+        # Data beside the notebook and in its home is read-only; the home's folders are its own
+        # (Keras's cache falls back to /tmp when ~/.keras is not writable, and misses the files).
         readonly = [p for p in sorted(workdir.iterdir()) if p.name != SUBMISSION_NAME]
+        readonly += sorted(p for p in home.rglob("*") if p.is_file())
         if as_root:  # the kernel runs as nobody: it owns its folders and its notebook copy only
             km.kernel_owner = NOBODY
-            for path in (scratch, workdir, exchange, ipc, workdir / SUBMISSION_NAME):
+            for path in (scratch, workdir, exchange, ipc, workdir / SUBMISSION_NAME, home,
+                         *(p for p in home.rglob("*") if p.is_dir())):
                 if path.exists():
                     os.chown(path, NOBODY, NOBODY)
         # bwrap puts the kernel in a session of its own: interrupt by message, not by signal.

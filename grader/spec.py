@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Mapping
 
 EXERCISES_DIR = Path(__file__).resolve().parent.parent / "exercises"
 DATA_CACHE = Path(__file__).resolve().parent.parent / ".data-cache"   # generated stand-in datasets
@@ -49,33 +49,76 @@ class Tolerance:
 
 @dataclass(frozen=True)
 class Item:
-    """A graded function (or model, or cell) and its points."""
+    """A graded function (or model, or cell) and its points.
+
+    `needs`: the names the notebook must define for it to be graded (default: the function
+    itself; a graded top-level cell names the variables it sets).
+    """
 
     name: str
     points: float
+    needs: tuple[str, ...] = ()
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return self.needs or (self.name,)
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file the notebook reads (e.g. pretrained weights), and where the kernel finds it.
+
+    `place`: paths relative to the notebook's folder, or "~/..." in the kernel's home (e.g.
+    Keras's download cache, so that `weights='imagenet'` finds the file offline).
+    """
+
+    name: str                   # its key: `--data-file NAME=PATH` gives the instructor's copy
+    standin: str                # its path in the stand-in folder that `make` writes
+    place: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """The data a notebook reads (e.g. datasets/*.h5), beside it in the kernel's folder.
+    """The data a notebook reads: a folder beside it (e.g. datasets/*.h5) and single files.
 
-    Instructors point `--data DIR` at their copy; otherwise `make`, a script of the exercise
-    (called with --out FOLDER), generates a stand-in once into the project's data cache.
+    Instructors point `--data DIR` at their copy of the folder and `--data-file NAME=PATH` at
+    theirs of a file; whatever is not given comes from the stand-ins that `make`, a script of
+    the exercise called with `--out ROOT`, writes once into the project's data cache: the folder
+    as ROOT/<folder>, each file at ROOT/<its standin path>.
     """
 
     root: Path
     folder: str                 # its name next to the notebook, e.g. "datasets"
-    make: str | None = None     # script in the exercise folder that writes a stand-in
+    make: str | None = None     # script in the exercise folder that writes the stand-ins
+    files: tuple[DataFile, ...] = ()
 
-    def resolve(self, override: Path | None = None) -> Path:
-        if override is not None:
-            if not override.is_dir():
-                raise SpecError(f"--data {override}: not a folder")
-            return override
-        cache = DATA_CACHE / self.root.name / self.folder
+    def resolve(self, override: Path | None = None,
+                file_overrides: Mapping[str, Path] | None = None) -> tuple[Path, dict[str, Path]]:
+        """The data folder and the files to use (instructor's copies first, stand-ins otherwise)."""
+        file_overrides = dict(file_overrides or {})
+        known = {f.name for f in self.files}
+        unknown = sorted(set(file_overrides) - known)
+        if unknown:
+            raise SpecError(f"{self.root.name} reads no data file {', '.join(unknown)!r}"
+                            + (f" (its files: {', '.join(sorted(known))})" if known else ""))
+        for name, path in file_overrides.items():
+            if not path.is_file():
+                raise SpecError(f"--data-file {name}={path}: not a file")
+        if override is not None and not override.is_dir():
+            raise SpecError(f"--data {override}: not a folder")
+        standin = None
+        if override is None or known - set(file_overrides):
+            standin = self._standins()
+        folder = override if override is not None else standin / self.folder
+        files = {f.name: file_overrides.get(f.name) or standin / f.standin for f in self.files}
+        return folder, files
+
+    def _standins(self) -> Path:
+        cache = DATA_CACHE / self.root.name / "standin"
         if not (cache / ".complete").exists():
             if not self.make:
-                raise SpecError(f"{self.root.name} needs its data: pass --data DIR")
+                raise SpecError(f"{self.root.name} needs its data: pass --data DIR"
+                                + "".join(f" --data-file {f.name}=FILE" for f in self.files))
             import subprocess
             import sys
 
@@ -84,6 +127,16 @@ class DataSpec:
                            stdout=subprocess.DEVNULL)
             (cache / ".complete").touch()
         return cache
+
+
+def _data_spec(root: Path, doc: dict[str, Any]) -> DataSpec:
+    files = tuple(DataFile(name, str(f["standin"]), tuple(str(p) for p in f["place"]))
+                  for name, f in doc.get("files", {}).items())
+    for f in files:
+        for place in f.place:
+            if Path(place.removeprefix("~/")).is_absolute() or ".." in Path(place).parts:
+                raise SpecError(f"{root}/spec.toml: data file {f.name} placed outside the kernel's folders: {place}")
+    return DataSpec(root, str(doc["folder"]), doc.get("make"), files)
 
 
 @dataclass(frozen=True)
@@ -134,7 +187,8 @@ def load_exercise(name: str, exercises_dir: Path = EXERCISES_DIR) -> Exercise:
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{spec_path}: {exc}") from None
     meta = doc.get("exercise", {})
-    items = tuple(Item(str(i["name"]), float(i["points"])) for i in doc.get("items", []))
+    items = tuple(Item(str(i["name"]), float(i["points"]), tuple(str(n) for n in i.get("needs", ())))
+                  for i in doc.get("items", []))
     if not items:
         raise SpecError(f"{spec_path}: no [[items]]")
     checks = _load_checks(root / meta.get("checks", "checks.py"), root.name)
@@ -155,7 +209,7 @@ def load_exercise(name: str, exercises_dir: Path = EXERCISES_DIR) -> Exercise:
                       for p in doc.get("kernel", {}).get("prelude", [])),
         kernel_env={str(k): str(v) for k, v in doc.get("kernel", {}).get("env", {}).items()},
         skip_cells=tuple(doc.get("kernel", {}).get("skip_cells", [])),
-        data=DataSpec(root, **doc["data"]) if "data" in doc else None,
+        data=_data_spec(root, doc["data"]) if "data" in doc else None,
         helpers=helpers,
         template=template,
         max_examples=int(doc.get("property", {}).get("max_examples", 30)),

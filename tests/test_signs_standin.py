@@ -116,8 +116,8 @@ def test_deterministic(tmp_path, generated):
         assert (tmp_path / name).read_bytes() == (generated / "datasets" / name).read_bytes()
 
 
-def test_script_writes_to_the_given_folder(tmp_path):
+def test_script_writes_the_notebooks_folder_under_the_given_root(tmp_path):
     assert maker.main(["--out", str(tmp_path / "out"), "--seed", "7"]) == 0
-    with h5py.File(tmp_path / "out" / "test_signs.h5", "r") as f:
+    with h5py.File(tmp_path / "out" / "datasets" / "test_signs.h5", "r") as f:
         assert f["test_set_x"].shape == (120, 64, 64, 3)
-    assert maker.DEFAULT_OUT == EXERCISE / "datasets"
+    assert maker.DEFAULT_ROOT == EXERCISE

@@ -102,7 +102,7 @@ def __convgrade_install():
         query = spec.get("query")
         files = []
         if query:
-            result = {"ok": True, "value": [n for n in query.get("defined", []) if callable(user_ns.get(n))]}
+            result = {"ok": True, "value": [n for n in query.get("defined", []) if n in user_ns]}
         elif "batch" in spec:  # many calls of one function in one round trip
             result = {"batch": [one(fn, name, c["args"], c["kwargs"], call_dir, files) for c in spec["batch"]]}
         else:
