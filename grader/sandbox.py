@@ -138,7 +138,10 @@ def bwrap_args(scratch: Path, workdir: Path, env: dict[str, str], limits: Limits
     args += ["--proc", "/proc", "--dev", "/dev"]
     for node in devices:  # e.g. /dev/nvidia0 for --device gpu
         args += ["--dev-bind", node, node]
-    args += ["--perms", "1777", "--size", str(limits.file_size_mb * 1024 * 1024), "--tmpfs", "/tmp"]
+    # /tmp and /dev/shm: fresh, private and sized (POSIX semaphores live in /dev/shm: Python's
+    # multiprocessing locks, e.g. the thread pool Keras lists image folders with, need it).
+    for folder in ("/tmp", "/dev/shm"):
+        args += ["--perms", "1777", "--size", str(limits.file_size_mb * 1024 * 1024), "--tmpfs", folder]
     made: set[Path] = {Path("/tmp")}
     for root in [*_python_roots(), scratch]:
         for parent in _parents(root):
