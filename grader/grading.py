@@ -58,7 +58,7 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
                 clock = time.monotonic()
                 ctx = Context(exercise.tolerance_for(device), exercise.max_examples, data_dir, exercise.params, files)
                 tests = [t for item in exercise.items
-                         for t in _grade_item(item, exercise, kernel, run, nb, ctx, public_only)]
+                         for t in _grade_item(item, exercise, kernel, run, nb, ctx, public_only, timings)]
                 timings["checks"] = _lap(clock)
         except KernelFault as fault:  # the kernel could not be kept alive at all
             return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
@@ -109,7 +109,8 @@ def _prepare(scratch: Path, exercise: Exercise, path: Path, data_dir: Path | Non
 
 
 def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: NotebookRun, nb, ctx: Context,
-                public_only: bool = False) -> list[TestResult]:
+                public_only: bool = False, timings: dict[str, float] | None = None) -> list[TestResult]:
+    """The item's tests; each check's seconds go into `timings` as "test: <name>"."""
     checks: list[Check] = [c for c in exercise.checks.CHECKS[item.name] if c.public or not public_only]
     shares = _shares(item.points, [c.weight for c in checks])
     missing = _missing(item, kernel, run, nb)
@@ -120,6 +121,7 @@ def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: Note
         if missing or fault:
             tests.append(TestResult(name, 0.0, max_score, "failed", missing or f"not run: {fault}"))
             continue
+        clock = time.monotonic()
         try:
             check.run(kernel, ctx)
         except Failure as exc:
@@ -129,6 +131,9 @@ def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: Note
             tests.append(TestResult(name, 0.0, max_score, "failed", fault))
         else:
             tests.append(TestResult(name, max_score, max_score, "passed", ""))
+        finally:
+            if timings is not None:
+                timings[f"test: {name}"] = _lap(clock)
     return tests
 
 

@@ -34,7 +34,7 @@ class SubmissionResult:
     duration_s: float = 0.0
     notebook_errors: list[str] = field(default_factory=list)
     student: str = ""                 # who submitted it (batch grading derives it from the path)
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: kernel_start, notebook, checks
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: kernel_start, notebook, checks, "test: <name>"
     environment: dict[str, str] = field(default_factory=dict)  # device and versions it was graded with
 
     def item_scores(self) -> dict[str, tuple[float, float]]:

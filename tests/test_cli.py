@@ -22,6 +22,10 @@ SAMPLES = spec.EXERCISES_DIR / "conv_step_by_step" / "samples"
     ["--exercise", "conv_step_by_step", "missing.ipynb"],
     ["--exercise", "conv_step_by_step", "--sandbox", "docker", str(SAMPLES / "correct.ipynb")],
     ["--exercise", "resnet50", "--data", "/nonexistent/signs", str(SAMPLES / "truncated.ipynb")],
+    ["--exercise", "conv_step_by_step", "--weights", "/etc/hostname", str(SAMPLES / "correct.ipynb")],  # no data
+    ["--exercise", "resnet50", "--data-file", "no-equals-sign", str(SAMPLES / "correct.ipynb")],
+    ["--exercise", "resnet50", "--weights", "/etc/hostname", str(SAMPLES / "correct.ipynb")],  # reads no weights
+    ["--exercise", "mobilenet_transfer", "--weights", "/nonexistent.h5", str(SAMPLES / "correct.ipynb")],
 ])
 def test_usage_errors_exit_2(argv, capsys, tmp_path):
     try:
