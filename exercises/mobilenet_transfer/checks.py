@@ -1,0 +1,384 @@
+"""Checks of the mobilenet_transfer exercise: the augmenter's layers and behaviour, the alpaca
+model's architecture, counts, frozen base, inference-mode base and logit output, the fine-tuning
+cell's choices, and training by the grader (head, then fine-tuning) against the reference.
+
+Everything the kernel gives back is plain data: models as their JSON architecture (rebuilt
+here in safe mode), the fine-tuning cell's loss and optimizer as class names and configs (see
+kernel_prelude.py). alpaca_model is called with a correct augmenter of the grader's, so a wrong
+data_augmenter costs its own point only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import weakref
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from grader.checks import Case, Check, Context, Failure, Student, call_student, describe_type, small_arrays
+from grader.keras_checks import (cached_scores, call_text, data_digest, model_property, rebuilt,
+                                 same_parameter_counts, same_structure, student_architecture, student_model)
+from grader.probe import KerasModelConfig
+from grader.spec import DATA_CACHE
+from reference import keras_summary, mobilenet_transfer as ref
+
+ALPACA = "__convgrade_alpaca_model__"      # kernel_prelude.py: alpaca_model with a correct augmenter
+FINE_TUNING = "__convgrade_fine_tuning__"  # kernel_prelude.py: the fine-tuning cell's globals
+AUGMENTER_CASE = Case(())
+ALPACA_CASE = Case((ref.IMG_SIZE,), names=("image_shape",))
+ROTATION = 0.2
+
+
+@lru_cache(maxsize=1)
+def reference_model() -> Any:
+    """The reference's alpaca model (random base weights: same architecture and counts)."""
+    return ref.alpaca_model()
+
+
+# -- data_augmenter -------------------------------------------------------------------------------
+def _augmenter_layers(model: Any) -> list[Any]:
+    return [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+
+
+def _show_layer(layer: Any) -> str:
+    name = type(layer).__name__
+    config = layer.get_config()
+    if name == "RandomFlip":
+        return f"RandomFlip({config.get('mode')!r})"
+    if name == "RandomRotation":
+        return f"RandomRotation({config.get('factor')!r})"
+    return f"{name}(...)"
+
+
+def _rotation_range(factor: Any) -> tuple[float, float] | None:
+    if isinstance(factor, (int, float)):
+        return (-abs(factor), abs(factor))
+    if isinstance(factor, (list, tuple)) and len(factor) == 2:
+        return (float(factor[0]), float(factor[1]))
+    return None
+
+
+def augmenter_layers(student: Student, ctx: Context) -> None:
+    """Exactly RandomFlip('horizontal') then RandomRotation(0.2), as the course's test asks."""
+    model = student_model(student, "data_augmenter", AUGMENTER_CASE)
+    if type(model).__name__ != "Sequential":
+        raise Failure(f"data_augmenter() should return a tf.keras.Sequential, got a {type(model).__name__}")
+    layers = _augmenter_layers(model)
+    shown = "[" + ", ".join(_show_layer(layer) for layer in layers) + "]"
+    expected = f"[RandomFlip('horizontal'), RandomRotation({ROTATION})]"
+    problems = []
+    if len(layers) != 2:
+        problems.append(f"it has {len(layers)} layers, expected 2")
+    if not layers or type(layers[0]).__name__ != "RandomFlip":
+        problems.append("the first layer must be RandomFlip")
+    elif layers[0].get_config().get("mode") != "horizontal":
+        problems.append(f"the flip must be horizontal (mode is {layers[0].get_config().get('mode')!r}): "
+                        "an alpaca upside down is not a photo the model will see")
+    if len(layers) < 2 or type(layers[1]).__name__ != "RandomRotation":
+        problems.append("the second layer must be RandomRotation")
+    elif _rotation_range(layers[1].get_config().get("factor")) != (-ROTATION, ROTATION):
+        problems.append(f"the rotation factor must be {ROTATION} (got {layers[1].get_config().get('factor')!r})")
+    if problems:
+        raise Failure(f"data_augmenter() gives {shown}, expected {expected}: " + "; ".join(problems))
+
+
+@st.composite
+def image_batches(draw) -> np.ndarray:
+    shape = (draw(st.integers(1, 2)), draw(st.integers(2, 12)), draw(st.integers(2, 12)), 3)
+    return draw(small_arrays(shape, low=0, high=255)).astype(np.float32)
+
+
+def _augmenter_behaviour(model: Any, X: np.ndarray) -> str | None:
+    """Shape kept in both modes; identity in inference mode (augmentation is for training only)."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    for training in (False, True):
+        out = np.asarray(model(X, training=training))
+        if out.shape != X.shape:
+            return f"with training={training} the output has shape {out.shape}, expected the input's {X.shape}"
+    out = np.asarray(model(X, training=False))
+    if not np.allclose(out, X, atol=1e-4):
+        worst = float(np.max(np.abs(out - X)))
+        return (f"with training=False the images changed (by up to {worst:.3g}): augmentation must only "
+                "apply while training, so that validation and predictions see the real images")
+    return None
+
+
+ASYMMETRIC = np.arange(8 * 8 * 3, dtype=np.float32).reshape(1, 8, 8, 3)
+
+
+def augmenter_is_random(student: Student, ctx: Context) -> None:
+    """In training mode the augmenter changes an asymmetric image on some of 10 calls."""
+    import tensorflow as tf
+
+    model = student_model(student, "data_augmenter", AUGMENTER_CASE)
+    tf.keras.utils.set_random_seed(0)
+    outputs = [np.asarray(model(ASYMMETRIC, training=True)) for _ in range(10)]
+    if all(o.shape == ASYMMETRIC.shape and np.allclose(o, ASYMMETRIC) for o in outputs):
+        raise Failure("the model of data_augmenter(), called 10 times with training=True on an asymmetric "
+                      "8x8 image, never changed it: it should flip and rotate images at random")
+
+
+# -- alpaca_model ---------------------------------------------------------------------------------
+def _base(model: Any, where: str) -> Any:
+    try:
+        return ref.base_of(model)
+    except ValueError as exc:
+        raise Failure(f"{where}: {exc} (the MobileNetV2 base, called as one layer)") from None
+
+
+def frozen_base(student: Student, ctx: Context) -> None:
+    model = student_model(student, "alpaca_model", ALPACA_CASE, ALPACA)
+    where = call_text("alpaca_model", ALPACA_CASE)
+    base = _base(model, where)
+    trainable = [layer.name for layer in base.layers if layer.trainable and layer.weights]
+    if trainable or base.trainable_weights:
+        raise Failure(f"{where}: the MobileNetV2 base must be frozen (base_model.trainable = False), so that "
+                      f"only the new head learns at first; {len(trainable)} of its layers with weights are "
+                      f"trainable ({', '.join(trainable[:4])}{', ...' if len(trainable) > 4 else ''})")
+
+
+def _base_call_kwargs(config: KerasModelConfig) -> list[dict[str, Any]]:
+    """The keyword arguments of every call of the nested base model, from the JSON architecture."""
+    doc = json.loads(config.json)
+    layers = doc.get("config", {}).get("layers", [])
+    bases = [entry for entry in layers if entry.get("class_name") in ("Functional", "Model")]
+    if len(bases) != 1:
+        return []
+    calls = []
+    for node in bases[0].get("inbound_nodes", []):
+        for inbound in node if isinstance(node, list) else []:
+            if isinstance(inbound, list) and len(inbound) == 4 and isinstance(inbound[3], dict):
+                calls.append(inbound[3])
+    return calls
+
+
+def base_in_inference_mode(student: Student, ctx: Context) -> None:
+    """base_model(x, training=False): BatchNormalization keeps the pretrained statistics."""
+    config = student_architecture(student, "alpaca_model", ALPACA_CASE, ALPACA)
+    where = call_text("alpaca_model", ALPACA_CASE)
+    calls = _base_call_kwargs(config)
+    if not calls:
+        raise Failure(f"{where}: the model should call a MobileNetV2 base model as one layer "
+                      "(x = base_model(x, training=False))")
+    wrong = [c.get("training", "not given") for c in calls if c.get("training") is not False]
+    if wrong:
+        raise Failure(f"{where}: the base is called with training={wrong[0]}; call it with training=False, so "
+                      "that its BatchNormalization layers keep the statistics learned in pretraining (also when "
+                      "the base is unfrozen for fine-tuning)")
+
+
+def logits_output(student: Student, ctx: Context) -> None:
+    model = student_model(student, "alpaca_model", ALPACA_CASE, ALPACA)
+    where = call_text("alpaca_model", ALPACA_CASE)
+    last = model.layers[-1]
+    config = last.get_config()
+    if type(last).__name__ != "Dense" or config.get("units") != 1:
+        raise Failure(f"{where}: the last layer should be Dense(1) (one logit), got {type(last).__name__} "
+                      f"with output shape {last.output_shape}")
+    if config.get("activation") != "linear":
+        raise Failure(f"{where}: the last layer's activation is {config.get('activation')!r}; the output must be "
+                      "a logit (Dense(1), no activation), because the loss is "
+                      "BinaryCrossentropy(from_logits=True)")
+
+
+# -- fine_tuning ----------------------------------------------------------------------------------
+_FINE_TUNING_STATE: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
+def fine_tuning_state(student: Student) -> dict[str, Any]:
+    """The fine-tuning cell's results (model2, fine_tune_at, loss, optimizer, metrics) as plain data,
+    asked for once per student."""
+    try:
+        return _FINE_TUNING_STATE[student]
+    except (KeyError, TypeError):
+        pass
+    got = call_student(student, FINE_TUNING, Case(()))
+    if not isinstance(got, dict):
+        raise Failure(f"the fine-tuning cell's results could not be read (got {describe_type(got)})")
+    try:
+        _FINE_TUNING_STATE[student] = got
+    except TypeError:
+        pass
+    return got
+
+
+def _model2(student: Student) -> Any:
+    state = fine_tuning_state(student)
+    if not isinstance(state.get("model"), KerasModelConfig):
+        raise Failure(f"model2 should be a Keras model after the fine-tuning cell, got {describe_type(state.get('model'))}")
+    return rebuilt(state["model"], "model2")
+
+
+def _ranges(indices: list[int]) -> str:
+    """[110, 111, 112, 130] -> '110-112, 130'."""
+    parts, start = [], None
+    for i, k in enumerate(indices):
+        if start is None:
+            start = k
+        if i + 1 == len(indices) or indices[i + 1] != k + 1:
+            parts.append(f"{start}-{k}" if k != start else f"{k}")
+            start = None
+    return ", ".join(parts)
+
+
+def frozen_below_fine_tune_at(student: Student, ctx: Context) -> None:
+    """Every layer of the base before 120 frozen (as the course's loop leaves them), those with
+    weights from 120 on trainable."""
+    base = _base(_model2(student), "model2")
+    at = ref.FINE_TUNE_AT
+    layers = base.layers
+    thawed = [i for i, layer in enumerate(layers[:at]) if layer.trainable and type(layer).__name__ != "InputLayer"]
+    frozen = [i for i, layer in enumerate(layers) if i >= at and layer.weights
+              and not (layer.trainable and base.trainable)]
+    declared = fine_tuning_state(student).get("fine_tune_at")
+    note = f" (the notebook's fine_tune_at is {declared})" if declared not in (None, at) else ""
+    if thawed:
+        raise Failure(f"after the fine-tuning cell, layers {_ranges(thawed)} of the base ({layers[thawed[0]].name}, ...) "
+                      f"are trainable; every layer before layer {at} ({layers[at].name}) must stay frozen{note}")
+    if frozen:
+        raise Failure(f"after the fine-tuning cell, layers {_ranges(frozen)} of the base ({layers[frozen[0]].name}, "
+                      f"...) are frozen; the base is fine-tuned from layer {at} on (base_model.trainable = True, "
+                      f"then freeze only base_model.layers[:fine_tune_at]){note}")
+
+
+def _described(state: dict[str, Any], key: str) -> dict[str, Any]:
+    value = state.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _what(d: dict[str, Any]) -> str:
+    if "class" in d:
+        return f"a {d['class']}"
+    return repr(d.get("value"))
+
+
+def fine_tuning_loss(student: Student, ctx: Context) -> None:
+    loss = _described(fine_tuning_state(student), "loss")
+    if loss.get("class") != "BinaryCrossentropy":
+        raise Failure(f"loss_function should be tf.keras.losses.BinaryCrossentropy(from_logits=True), got {_what(loss)}")
+    if loss.get("config", {}).get("from_logits") is not True:
+        raise Failure("loss_function is BinaryCrossentropy without from_logits=True: the model outputs a logit "
+                      "(Dense(1), no sigmoid), so the loss must apply the sigmoid itself")
+
+
+def fine_tuning_optimizer(student: Student, ctx: Context) -> None:
+    optimizer = _described(fine_tuning_state(student), "optimizer")
+    expected = 0.1 * ref.BASE_LEARNING_RATE
+    if optimizer.get("class") != "Adam":
+        raise Failure(f"optimizer should be tf.keras.optimizers.Adam, got {_what(optimizer)}")
+    rate = optimizer.get("config", {}).get("learning_rate")
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool):
+        raise Failure(f"the optimizer's learning rate should be the constant {expected:g}, got {rate!r}")
+    if not np.isclose(rate, expected, rtol=1e-5, atol=0):
+        raise Failure(f"the optimizer's learning rate is {rate:.6g}; fine-tuning uses a rate ten times smaller than "
+                      f"the first training's: 0.1 * base_learning_rate = {expected:g}")
+
+
+def fine_tuning_metrics(student: Student, ctx: Context) -> None:
+    metrics = fine_tuning_state(student).get("metrics")
+    if not isinstance(metrics, list) or not metrics or metrics[0] != "accuracy":
+        raise Failure(f"metrics should be ['accuracy'], got {metrics!r}")
+
+
+# -- training -------------------------------------------------------------------------------------
+def head_then_fine_tune(model: Any, weights: Path, data_dir: Path, params: dict[str, Any],
+                        fine_rate: float) -> dict[str, float]:
+    """The notebook's two trainings, by the grader: the head alone (base frozen, Adam 0.001), then
+    the fine-tuning with the model's own trainable flags at `fine_rate`. Validation accuracy
+    counts logits > 0 as "not alpaca" (class 1), with dropout off and the base in inference mode."""
+    import tensorflow as tf
+
+    k = ref._keras()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    base = ref.base_of(model)
+    base.load_weights(str(weights))
+    flags = [(layer, layer.trainable) for layer in base.layers]
+    base_trainable = base.trainable
+    with contextlib.redirect_stdout(io.StringIO()):  # "Found 327 files ...", once per split
+        train, validation = ref.load_dataset(data_dir)
+    tf.keras.utils.set_random_seed(params["seed"])
+    base.trainable = False
+    ref.compile_head(model)
+    model.fit(train, epochs=params["head_epochs"], verbose=0)
+    base.trainable = base_trainable
+    for layer, trainable in flags:
+        layer.trainable = trainable
+    model.compile(optimizer=k.optimizers.Adam(learning_rate=fine_rate),
+                  loss=k.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(train, epochs=params["fine_epochs"], verbose=0)
+    hits = total = 0
+    for images, labels in validation:
+        logits = np.asarray(model(images, training=False)).reshape(-1)
+        hits += int(np.sum((logits > 0).astype(int) == np.asarray(labels).reshape(-1)))
+        total += len(logits)
+    return {"validation_accuracy": hits / total}
+
+
+def _reference_fine_tuned() -> Any:
+    model = ref.alpaca_model()
+    ref.unfreeze_top(model)
+    return model
+
+
+def trains_like_reference(student: Student, ctx: Context) -> None:
+    params = dict(ctx.params["training"])
+    if ctx.data is None or "weights" not in ctx.files:
+        raise Failure("no training data or base weights were given to the grader")
+    # What model2's training depends on. Not alpaca_model's freezing: the grader freezes the
+    # base itself for the head's training, and model2's flags after the fine-tuning cell count.
+    needed = [c for c in ALPACA_CHECKS if c.aspect not in ("parameter counts", "frozen base")]
+    try:
+        for check in [*needed, *FINE_TUNING_CHECKS]:
+            check.run(student, ctx)
+    except Failure as exc:
+        raise Failure(f"not trained, the model must first pass its other checks: {exc}") from None
+    rate = float(_described(fine_tuning_state(student), "optimizer")["config"]["learning_rate"])
+    key = [json.dumps(params, sort_keys=True), data_digest(ctx.data, ctx.files["weights"]), "logit accuracy"]
+    expected = cached_scores(DATA_CACHE / "mobilenet_transfer" / "reference_scores.json", key,
+                             lambda: head_then_fine_tune(_reference_fine_tuned(), ctx.files["weights"], ctx.data,
+                                                         params, 0.1 * ref.BASE_LEARNING_RATE))["validation_accuracy"]
+    got = head_then_fine_tune(_model2(student), ctx.files["weights"], ctx.data, params, rate)["validation_accuracy"]
+    if got < expected - params["margin"]:
+        raise Failure(f"model2, trained by the grader ({params['head_epochs']} epochs of the head, then "
+                      f"{params['fine_epochs']} of fine-tuning, on the notebook's training split), reaches a "
+                      f"validation accuracy of {got:.3f}; the reference reaches {expected:.3f} under the same "
+                      f"budget (allowed margin {params['margin']:g})")
+
+
+def _summary_check(student: Student, ctx: Context) -> None:
+    same_structure("alpaca_model", reference_model, ALPACA_CASE, keras_summary.summary,
+                   keras_summary.first_difference, through=ALPACA)(student, ctx)
+
+
+ALPACA_CHECKS = [
+    Check("architecture", public=True, run=_summary_check),
+    Check("parameter counts", run=same_parameter_counts("alpaca_model", reference_model, ALPACA_CASE, through=ALPACA)),
+    Check("frozen base", run=frozen_base),
+    Check("base in inference mode", run=base_in_inference_mode),
+    Check("logits output", run=logits_output),
+]
+FINE_TUNING_CHECKS = [
+    Check("frozen below layer 120", run=frozen_below_fine_tune_at),
+    Check("loss", public=True, run=fine_tuning_loss),
+    Check("optimizer", public=True, run=fine_tuning_optimizer),
+    Check("metrics", public=True, run=fine_tuning_metrics),
+]
+
+CHECKS: dict[str, list[Check]] = {
+    "data_augmenter": [
+        Check("layers", public=True, run=augmenter_layers),
+        Check("inference and shapes", run=model_property("data_augmenter", AUGMENTER_CASE, image_batches(),
+                                                         _augmenter_behaviour)),
+        Check("random in training", run=augmenter_is_random),
+    ],
+    "alpaca_model": ALPACA_CHECKS,
+    "fine_tuning": [*FINE_TUNING_CHECKS, Check("training", weight=2, run=trains_like_reference)],
+}
