@@ -151,6 +151,8 @@ def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, *, work
     Returns the results of all jobs, in job order (fresh and stored). `on_result(job, result,
     fresh)` is called as each one is known (for progress bars).
     """
+    if exercise.data is not None:  # stand-ins made here, once, not by workers racing each other
+        exercise.data.resolve(data, data_files)
     version, shash = grader_version(), spec_hash(exercise)
     provenance = {j.student: Provenance(j.content_hash, shash, version, device) for j in jobs}
     todo = [j for j in jobs if force or not gradebook.is_current(exercise.name, j.student, provenance[j.student])]

@@ -154,7 +154,7 @@ def test_the_course_fine_tuning_passes_every_fine_tuning_check(make_student):
 @pytest.mark.slow   # builds MobileNetV2 several times
 def test_fine_tuning_from_layer_110_names_the_thawed_layers(make_student):
     message = run(fine_tuning_student(make_student, fine_tune_at=110), "fine_tuning", "frozen below layer 120")
-    assert "layers 110-119 of the base" in message and "the notebook's fine_tune_at is 110" in message
+    assert "layers 110-119 of model2's base" in message and "the notebook's fine_tune_at is 110" in message
 
 
 @pytest.mark.slow   # builds MobileNetV2 several times

@@ -1,4 +1,8 @@
-"""Every bundled sample grades as its samples/expected.toml says, for every exercise."""
+"""Every bundled sample grades as its samples/expected.toml says, for every exercise.
+
+Each exercise's samples are graded once, as a batch on every core (the way instructors grade),
+and each sample's verdict is its own test.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import tomllib
 import pytest
 
 from grader import spec
-from grader.grading import grade_submission
+from grader.batch import discover, run_batch
+from grader.gradebook import Gradebook
 
 CASES = [
     (name, sample)
@@ -16,12 +21,28 @@ CASES = [
 ]
 
 
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory):
+    """exercise name -> {sample stem: result}, each exercise's samples graded in one batch."""
+    cache: dict[str, dict] = {}
+
+    def get(name: str) -> dict:
+        if name not in cache:
+            exercise = spec.load_exercise(name)
+            jobs = discover(sorted(exercise.samples.glob("*.ipynb")))
+            with Gradebook(tmp_path_factory.mktemp(name) / "grades.sqlite") as book:
+                results = run_batch(exercise, jobs, book, force=True)
+            cache[name] = {job.path.stem: result for job, result in zip(jobs, results)}
+        return cache[name]
+    return get
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("exercise_name, sample", CASES, ids=[f"{n}/{s.stem}" for n, s in CASES])
-def test_sample_grades_as_expected(exercise_name, sample):
+def test_sample_grades_as_expected(exercise_name, sample, graded):
     exercise = spec.load_exercise(exercise_name)
     expected = tomllib.loads((exercise.samples / "expected.toml").read_text())[sample.stem]
-    result = grade_submission(sample, exercise)
+    result = graded(exercise_name)[sample.stem]
     if expected.get("status") == "ungradable":
         assert result.status == "ungradable" and result.error
         assert result.score == 0 and result.tests == []
@@ -31,10 +52,13 @@ def test_sample_grades_as_expected(exercise_name, sample):
     assert failed_items == set(expected["failed"]), "\n".join(t.output for t in result.tests if t.output)
     assert result.max_score == exercise.max_score
     assert result.score == pytest.approx(sum(t.score for t in result.tests))
+    cells = {i.name: i.needs for i in exercise.items if i.needs}  # items graded from a cell's globals
     for t in result.tests:
         if t.status == "failed":  # every failure teaches: what, expected vs got, on which input
             assert t.score == 0 and t.output
-            assert "on input" in t.output or "not defined" in t.output, t.output
+            item = t.name.split(":")[0]
+            named = any(n in t.output for n in cells[item]) if item in cells else "on input" in t.output
+            assert named or "not defined" in t.output, t.output
 
 
 def test_every_sample_has_an_expected_verdict():

@@ -68,7 +68,7 @@ def augmenter_layers(student: Student, ctx: Context) -> None:
     """Exactly RandomFlip('horizontal') then RandomRotation(0.2), as the course's test asks."""
     model = student_model(student, "data_augmenter", AUGMENTER_CASE)
     if type(model).__name__ != "Sequential":
-        raise Failure(f"data_augmenter() should return a tf.keras.Sequential, got a {type(model).__name__}")
+        raise Failure(f"on input data_augmenter(): it should return a tf.keras.Sequential, got a {type(model).__name__}")
     layers = _augmenter_layers(model)
     shown = "[" + ", ".join(_show_layer(layer) for layer in layers) + "]"
     expected = f"[RandomFlip('horizontal'), RandomRotation({ROTATION})]"
@@ -85,7 +85,7 @@ def augmenter_layers(student: Student, ctx: Context) -> None:
     elif _rotation_range(layers[1].get_config().get("factor")) != (-ROTATION, ROTATION):
         problems.append(f"the rotation factor must be {ROTATION} (got {layers[1].get_config().get('factor')!r})")
     if problems:
-        raise Failure(f"data_augmenter() gives {shown}, expected {expected}: " + "; ".join(problems))
+        raise Failure(f"on input data_augmenter(): it gives {shown}, expected {expected}: " + "; ".join(problems))
 
 
 @st.composite
@@ -122,7 +122,7 @@ def augmenter_is_random(student: Student, ctx: Context) -> None:
     tf.keras.utils.set_random_seed(0)
     outputs = [np.asarray(model(ASYMMETRIC, training=True)) for _ in range(10)]
     if all(o.shape == ASYMMETRIC.shape and np.allclose(o, ASYMMETRIC) for o in outputs):
-        raise Failure("the model of data_augmenter(), called 10 times with training=True on an asymmetric "
+        raise Failure("on input data_augmenter(): its model, called 10 times with training=True on an asymmetric "
                       "8x8 image, never changed it: it should flip and rotate images at random")
 
 
@@ -136,7 +136,7 @@ def _base(model: Any, where: str) -> Any:
 
 def frozen_base(student: Student, ctx: Context) -> None:
     model = student_model(student, "alpaca_model", ALPACA_CASE, ALPACA)
-    where = call_text("alpaca_model", ALPACA_CASE)
+    where = f"on input {call_text('alpaca_model', ALPACA_CASE)}"
     base = _base(model, where)
     trainable = [layer.name for layer in base.layers if layer.trainable and layer.weights]
     if trainable or base.trainable_weights:
@@ -163,7 +163,7 @@ def _base_call_kwargs(config: KerasModelConfig) -> list[dict[str, Any]]:
 def base_in_inference_mode(student: Student, ctx: Context) -> None:
     """base_model(x, training=False): BatchNormalization keeps the pretrained statistics."""
     config = student_architecture(student, "alpaca_model", ALPACA_CASE, ALPACA)
-    where = call_text("alpaca_model", ALPACA_CASE)
+    where = f"on input {call_text('alpaca_model', ALPACA_CASE)}"
     calls = _base_call_kwargs(config)
     if not calls:
         raise Failure(f"{where}: the model should call a MobileNetV2 base model as one layer "
@@ -177,7 +177,7 @@ def base_in_inference_mode(student: Student, ctx: Context) -> None:
 
 def logits_output(student: Student, ctx: Context) -> None:
     model = student_model(student, "alpaca_model", ALPACA_CASE, ALPACA)
-    where = call_text("alpaca_model", ALPACA_CASE)
+    where = f"on input {call_text('alpaca_model', ALPACA_CASE)}"
     last = model.layers[-1]
     config = last.get_config()
     if type(last).__name__ != "Dense" or config.get("units") != 1:
@@ -241,10 +241,10 @@ def frozen_below_fine_tune_at(student: Student, ctx: Context) -> None:
     declared = fine_tuning_state(student).get("fine_tune_at")
     note = f" (the notebook's fine_tune_at is {declared})" if declared not in (None, at) else ""
     if thawed:
-        raise Failure(f"after the fine-tuning cell, layers {_ranges(thawed)} of the base ({layers[thawed[0]].name}, ...) "
+        raise Failure(f"after the fine-tuning cell, layers {_ranges(thawed)} of model2's base ({layers[thawed[0]].name}, ...) "
                       f"are trainable; every layer before layer {at} ({layers[at].name}) must stay frozen{note}")
     if frozen:
-        raise Failure(f"after the fine-tuning cell, layers {_ranges(frozen)} of the base ({layers[frozen[0]].name}, "
+        raise Failure(f"after the fine-tuning cell, layers {_ranges(frozen)} of model2's base ({layers[frozen[0]].name}, "
                       f"...) are frozen; the base is fine-tuned from layer {at} on (base_model.trainable = True, "
                       f"then freeze only base_model.layers[:fine_tune_at]){note}")
 
@@ -339,7 +339,7 @@ def trains_like_reference(student: Student, ctx: Context) -> None:
         for check in [*needed, *FINE_TUNING_CHECKS]:
             check.run(student, ctx)
     except Failure as exc:
-        raise Failure(f"not trained, the model must first pass its other checks: {exc}") from None
+        raise Failure(f"model2 not trained: it must first pass its other checks: {exc}") from None
     rate = float(_described(fine_tuning_state(student), "optimizer")["config"]["learning_rate"])
     key = [json.dumps(params, sort_keys=True), data_digest(ctx.data, ctx.files["weights"]), "logit accuracy"]
     expected = cached_scores(DATA_CACHE / "mobilenet_transfer" / "reference_scores.json", key,
