@@ -322,6 +322,14 @@ def head_then_fine_tune(model: Any, weights: Path, data_dir: Path, params: dict[
     return {"validation_accuracy": hits / total}
 
 
+def _seeded(seed: int, build: Any) -> Any:
+    """build() with TensorFlow's global seed set: the new head starts from the same weights each time."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    return build()
+
+
 def _reference_fine_tuned() -> Any:
     model = ref.alpaca_model()
     ref.unfreeze_top(model)
@@ -341,11 +349,13 @@ def trains_like_reference(student: Student, ctx: Context) -> None:
     except Failure as exc:
         raise Failure(f"model2 not trained: it must first pass its other checks: {exc}") from None
     rate = float(_described(fine_tuning_state(student), "optimizer")["config"]["learning_rate"])
-    key = [json.dumps(params, sort_keys=True), data_digest(ctx.data, ctx.files["weights"]), "logit accuracy"]
+    key = [json.dumps(params, sort_keys=True), data_digest(ctx.data, ctx.files["weights"]), "logit accuracy, seeded head"]
     expected = cached_scores(DATA_CACHE / "mobilenet_transfer" / "reference_scores.json", key,
-                             lambda: head_then_fine_tune(_reference_fine_tuned(), ctx.files["weights"], ctx.data,
-                                                         params, 0.1 * ref.BASE_LEARNING_RATE))["validation_accuracy"]
-    got = head_then_fine_tune(_model2(student), ctx.files["weights"], ctx.data, params, rate)["validation_accuracy"]
+                             lambda: head_then_fine_tune(_seeded(params["seed"], _reference_fine_tuned),
+                                                         ctx.files["weights"], ctx.data, params,
+                                                         0.1 * ref.BASE_LEARNING_RATE))["validation_accuracy"]
+    model = _seeded(params["seed"], lambda: _model2(student))
+    got = head_then_fine_tune(model, ctx.files["weights"], ctx.data, params, rate)["validation_accuracy"]
     if got < expected - params["margin"]:
         raise Failure(f"model2, trained by the grader ({params['head_epochs']} epochs of the head, then "
                       f"{params['fine_epochs']} of fine-tuning, on the notebook's training split), reaches a "

@@ -1,0 +1,243 @@
+"""exercises/mobilenet_transfer/make_standins.py, read back as the course's notebook reads it.
+
+The stand-ins must look like the course's files to the notebook (two class folders, 327 images
+split 262 / 65 by the notebook's loader, the two MobileNetV2 weights files loading into the
+notebook's model calls) and must behave like them where it matters: the "pretrained" base must
+transfer, i.e. the notebook's small head on the frozen base separates alpacas from the rest, which
+it cannot do on a random base. The script runs once (about 2.5 minutes) for the whole module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+tf_keras = pytest.importorskip("tf_keras")
+
+from reference import mobilenet_transfer as ref  # noqa: E402  the course's model, loader and compile
+
+SCRIPT = Path(__file__).resolve().parents[1] / "exercises" / "mobilenet_transfer" / "make_standins.py"
+IMG_SHAPE = (160, 160, 3)
+HEAD_EPOCHS = 5  # the notebook's initial_epochs
+
+
+def _module(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+maker = _module(SCRIPT)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory) -> Path:
+    """ROOT as the script writes it with the default seed: ROOT/dataset and ROOT/imagenet_base_model."""
+    root = tmp_path_factory.mktemp("standins")
+    started = time.perf_counter()
+    done = _run("--out", str(root))
+    assert done.returncode == 0, done.stderr[-3000:]
+    print(f"make_standins.py: {time.perf_counter() - started:.0f} s")
+    return root
+
+
+@pytest.fixture(scope="module")
+def no_top_path(standins) -> Path:
+    return standins / "imagenet_base_model" / maker.NO_TOP_FILE
+
+
+@pytest.fixture(scope="module")
+def with_top_path(standins) -> Path:
+    return standins / "imagenet_base_model" / maker.WITH_TOP_FILE
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --------------------------------------------------------------------------- fast: the drawing, in-process
+
+
+def test_the_plan_has_327_roughly_balanced_images_of_varied_sizes():
+    plan = maker.dataset_plan(0)
+    folders = [folder for folder, *_ in plan]
+    assert len(plan) == 327
+    assert 0.45 <= folders.count("alpaca") / len(plan) <= 0.55
+    assert {kind for folder, kind, *_ in plan if folder == "alpaca"} == {maker.ALPACA_KIND}
+    others = {kind for folder, kind, *_ in plan if folder == "not alpaca"}
+    assert maker.ALPACA_KIND not in others and len(others) == len(maker.KINDS) - 1
+    sides = np.array([(h, w) for *_, h, w in plan])
+    assert sides.min() >= 120 and sides.max() <= 240
+    assert (sides[:, 0] != sides[:, 1]).mean() > 0.9  # mostly not square: the loader's resize stretches them
+    assert len(np.unique(sides, axis=0)) > 200
+
+
+def test_each_kind_is_drawn_as_a_figure_on_a_backdrop():
+    rng = np.random.default_rng(0)
+    for kind in maker.KINDS:
+        image = maker.draw_figure(kind, 130, 170, rng)
+        assert image.shape == (130, 170, 3) and image.dtype == np.uint8
+        assert image.std() > 10  # not blank
+    with pytest.raises(ValueError, match="unknown figure kind"):
+        maker.shape_outline("alpaca", rng)
+
+
+def test_kinds_are_different_outlines_at_the_same_placement():
+    """Placed alike (centre, radius, angle), any two kinds differ in a good share of their pixels."""
+    masks = {}
+    for kind in maker.KINDS:
+        outline = maker.shape_outline(kind, np.random.default_rng(1))
+        masks[kind] = maker.rasterise(maker.place(outline, (50, 50), 40, 0.3, (1.0, 1.0)), 100, 100) > 0.5
+        assert 0.05 < masks[kind].mean() < 0.6, kind
+    for a in maker.KINDS:
+        for b in maker.KINDS:
+            if a < b:
+                assert (masks[a] != masks[b]).mean() > 0.03, (a, b)
+
+
+def test_colour_alone_does_not_tell_alpacas_apart(tmp_path):
+    """A classifier on each image's colour statistics is near chance; on its pixels' shape it is not the point."""
+    from PIL import Image
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    paths = maker.write_dataset(tmp_path, 0)
+    features, labels = [], []
+    for path in paths:
+        pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64).reshape(-1, 3)
+        histogram = np.concatenate([np.histogram(pixels[:, c], bins=8, range=(0, 256))[0] for c in range(3)])
+        features.append(np.concatenate([pixels.mean(0), pixels.std(0), histogram / len(pixels)]))
+        labels.append(path.parent.name == "alpaca")
+    accuracy = cross_val_score(LogisticRegression(max_iter=5000), np.array(features), np.array(labels), cv=5).mean()
+    assert accuracy < 0.65
+
+
+def test_pretraining_images_are_balanced_and_not_dataset_images():
+    images, labels = maker.pretraining_images(64, 64, 0, (maker.PRETRAIN_STREAM, 0))
+    assert images.shape == (64, 64, 64, 3) and images.dtype == np.uint8
+    assert np.bincount(labels, minlength=len(maker.KINDS)).tolist() == [8] * len(maker.KINDS)
+    again, _ = maker.pretraining_images(64, 64, 0, (maker.PRETRAIN_STREAM, 0))
+    other, _ = maker.pretraining_images(64, 64, 0, (maker.CALIBRATION_STREAM,))
+    assert np.array_equal(images, again) and not np.array_equal(images, other)
+
+
+# --------------------------------------------------------------------------- slow: the script's output
+
+
+@pytest.mark.slow
+def test_layout_is_the_courses_two_class_folders_of_jpegs(standins):
+    from PIL import Image
+
+    assert sorted(p.name for p in standins.iterdir()) == ["dataset", "imagenet_base_model"]
+    dataset = standins / "dataset"
+    assert sorted(p.name for p in dataset.iterdir()) == ["alpaca", "not alpaca"]
+    files = sorted(dataset.rglob("*"))
+    files = [p for p in files if p.is_file()]
+    assert len(files) == 327 and all(p.suffix == ".jpg" for p in files)
+    sizes = set()
+    for path in files:
+        with Image.open(path) as image:
+            assert image.format == "JPEG" and image.mode == "RGB"
+            sizes.add(image.size)
+    assert len(sizes) > 200 and any(w != h for w, h in sizes)
+
+
+@pytest.mark.slow
+def test_course_loader_finds_327_files_split_262_65(standins):
+    train, validation = ref.load_dataset(standins / "dataset")
+    assert train.class_names == validation.class_names == ["alpaca", "not alpaca"]
+    n_train = sum(int(y.shape[0]) for _, y in train)
+    n_validation = sum(int(y.shape[0]) for _, y in validation)
+    assert (n_train, n_validation) == (262, 65)
+    images, labels = next(iter(train))
+    assert images.shape == (32, *IMG_SHAPE) and images.dtype.name == "float32"
+    assert float(images.numpy().max()) <= 255.0 and set(labels.numpy().tolist()) <= {0, 1}
+    both = np.concatenate([y.numpy() for _, y in train])
+    assert 0.4 < both.mean() < 0.6  # both classes in the training split, roughly balanced
+
+
+@pytest.mark.slow
+def test_no_top_weights_load_into_the_courses_base_and_are_trained(no_top_path):
+    loaded = tf_keras.applications.MobileNetV2(input_shape=IMG_SHAPE, include_top=False, weights=str(no_top_path))
+    fresh = tf_keras.applications.MobileNetV2(input_shape=IMG_SHAPE, include_top=False, weights=None)
+    random = [w.copy() for w in fresh.get_weights()]
+    fresh.load_weights(str(no_top_path))
+    got = loaded.get_weights()
+    assert len(got) == len(random) == 260
+    for a, b in zip(got, fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    kernels = [i for i, w in enumerate(loaded.weights) if "kernel" in w.name]
+    assert all(not np.allclose(got[i], random[i]) for i in kernels)
+    # Batch norm statistics were estimated (a fresh model has mean 0, variance 1 everywhere).
+    moving_means = [got[i] for i, w in enumerate(loaded.weights) if "moving_mean" in w.name]
+    assert all(np.abs(m).max() > 1e-3 for m in moving_means)
+
+
+@pytest.mark.slow
+def test_with_top_weights_hold_the_same_base_and_a_k_way_classifier(no_top_path, with_top_path):
+    full = tf_keras.applications.MobileNetV2(input_shape=IMG_SHAPE, include_top=True, weights=str(with_top_path))
+    base = tf_keras.applications.MobileNetV2(input_shape=IMG_SHAPE, include_top=False, weights=str(no_top_path))
+    for layer in base.layers:
+        for a, b in zip(layer.get_weights(), full.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    kernel, bias = full.get_layer("predictions").get_weights()
+    k = len(maker.KINDS)
+    assert kernel.shape == (1280, 1000) and np.abs(kernel[:, :k]).min(axis=0).max() >= 0
+    assert np.all(np.abs(kernel[:, :k]).sum(axis=0) > 0) and not kernel[:, k:].any()
+    assert np.all(bias[k:] <= -50) and np.all(np.abs(bias[:k]) < 10)
+
+    # It is a working classifier of the pretraining kinds at the course's 160x160 (chance: 1/K),
+    # on figures it never saw (a stream the script does not use), and never predicts a class >= K.
+    images, labels = maker.pretraining_images(160, 160, 0, (99,))
+    probabilities = full.predict(tf_keras.applications.mobilenet_v2.preprocess_input(images.astype(np.float32)),
+                                 verbose=0)
+    assert probabilities.shape == (160, 1000)
+    assert np.all(probabilities.argmax(axis=1) < k)
+    assert (probabilities.argmax(axis=1) == labels).mean() > 0.5
+
+
+def _head_accuracy(standins: Path, weights: Path | None) -> float:
+    """The notebook's first training: its model on the frozen base, Adam(0.001), HEAD_EPOCHS epochs."""
+    tf_keras.utils.set_random_seed(0)
+    train, validation = ref.load_dataset(standins / "dataset")
+    model = ref.alpaca_model(weights=weights)
+    ref.compile_head(model)
+    history = model.fit(train, validation_data=validation, epochs=HEAD_EPOCHS, verbose=0)
+    return float(history.history["val_accuracy"][-1])
+
+
+@pytest.mark.slow
+def test_pretrained_base_transfers_to_alpacas_and_a_random_one_does_not(standins, no_top_path):
+    pretrained = _head_accuracy(standins, no_top_path)
+    random = _head_accuracy(standins, None)
+    print(f"validation accuracy after {HEAD_EPOCHS} head epochs: pretrained {pretrained:.3f}, random {random:.3f}")
+    assert pretrained >= 0.85
+    assert pretrained >= random + 0.2
+
+
+@pytest.mark.slow
+def test_same_seed_gives_byte_identical_images(standins, tmp_path):
+    assert _run("--out", str(tmp_path / "again"), "--dataset-only").returncode == 0
+    assert _digests(tmp_path / "again" / "dataset") == _digests(standins / "dataset")
+    assert _run("--out", str(tmp_path / "other"), "--dataset-only", "--seed", "1").returncode == 0
+    other = _digests(tmp_path / "other" / "dataset")
+    assert other.keys() == _digests(standins / "dataset").keys()
+    assert not set(other.values()) & set(_digests(standins / "dataset").values())
