@@ -4,7 +4,8 @@ The stand-ins must look like the course's files to the notebook (two class folde
 split 262 / 65 by the notebook's loader, the two MobileNetV2 weights files loading into the
 notebook's model calls) and must behave like them where it matters: the "pretrained" base must
 transfer, i.e. the notebook's small head on the frozen base separates alpacas from the rest, which
-it cannot do on a random base. The script runs once (about 2.5 minutes) for the whole module.
+it cannot do on a random base. The script runs once for the whole module (2.5-3.5 minutes on two
+cores), so every test that reads its output is marked slow.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from reference import mobilenet_transfer as ref  # noqa: E402  the course's mode
 
 SCRIPT = Path(__file__).resolve().parents[1] / "exercises" / "mobilenet_transfer" / "make_standins.py"
 IMG_SHAPE = (160, 160, 3)
-HEAD_EPOCHS = 5  # the notebook's initial_epochs
+# The notebook trains the head for initial_epochs = 5; after 5 the stand-in's validation accuracy is
+# 0.86-0.91 depending on the head's seed, after 8 it is 0.92-0.94, so 8 keeps the bar below off the edge.
+HEAD_EPOCHS = 8
 
 
 def _module(path: Path) -> ModuleType:
@@ -130,13 +133,16 @@ def test_colour_alone_does_not_tell_alpacas_apart(tmp_path):
     assert accuracy < 0.65
 
 
-def test_pretraining_images_are_balanced_and_not_dataset_images():
-    images, labels = maker.pretraining_images(64, 64, 0, (maker.PRETRAIN_STREAM, 0))
-    assert images.shape == (64, 64, 64, 3) and images.dtype == np.uint8
-    assert np.bincount(labels, minlength=len(maker.KINDS)).tolist() == [8] * len(maker.KINDS)
-    again, _ = maker.pretraining_images(64, 64, 0, (maker.PRETRAIN_STREAM, 0))
-    other, _ = maker.pretraining_images(64, 64, 0, (maker.CALIBRATION_STREAM,))
-    assert np.array_equal(images, again) and not np.array_equal(images, other)
+def test_pretraining_images_are_balanced_and_reproducible_per_stream():
+    count = 9 * len(maker.KINDS)
+    images, labels = maker.pretraining_images(count, 64, 0, (maker.PRETRAIN_STREAM, 0))
+    assert images.shape == (count, 64, 64, 3) and images.dtype == np.uint8
+    assert np.bincount(labels, minlength=len(maker.KINDS)).tolist() == [9] * len(maker.KINDS)
+    assert len(set(labels[:20].tolist())) > 3  # shuffled, not sorted by kind
+    again, _ = maker.pretraining_images(count, 64, 0, (maker.PRETRAIN_STREAM, 0))
+    other, _ = maker.pretraining_images(count, 64, 0, (maker.CALIBRATION_STREAM,))
+    assert np.array_equal(images, again)
+    assert not any(np.array_equal(a, b) for a in images for b in other)
 
 
 # --------------------------------------------------------------------------- slow: the script's output
@@ -178,29 +184,33 @@ def test_course_loader_finds_327_files_split_262_65(standins):
 def test_no_top_weights_load_into_the_courses_base_and_are_trained(no_top_path):
     loaded = tf_keras.applications.MobileNetV2(input_shape=IMG_SHAPE, include_top=False, weights=str(no_top_path))
     fresh = tf_keras.applications.MobileNetV2(input_shape=IMG_SHAPE, include_top=False, weights=None)
-    random = [w.copy() for w in fresh.get_weights()]
+    initial = {w.name: w.numpy() for w in fresh.weights}
     fresh.load_weights(str(no_top_path))
-    got = loaded.get_weights()
-    assert len(got) == len(random) == 260
-    for a, b in zip(got, fresh.get_weights()):
+    assert len(loaded.weights) == len(fresh.weights) == 260
+    for a, b in zip(loaded.get_weights(), fresh.get_weights()):
         np.testing.assert_array_equal(a, b)
-    kernels = [i for i, w in enumerate(loaded.weights) if "kernel" in w.name]
-    assert all(not np.allclose(got[i], random[i]) for i in kernels)
-    # Batch norm statistics were estimated (a fresh model has mean 0, variance 1 everywhere).
-    moving_means = [got[i] for i, w in enumerate(loaded.weights) if "moving_mean" in w.name]
-    assert all(np.abs(m).max() > 1e-3 for m in moving_means)
+    # Not a random initialisation: a fresh model's batch norms are gamma 1, beta 0, moving mean 0,
+    # moving variance 1 everywhere, and its kernels are the initialiser's draws. (Some trained moving
+    # means are small, ~1e-3, where a layer's input is itself normalised: "not all zero" is the test.)
+    got = {w.name: w.numpy() for w in loaded.weights}
+    assert got.keys() == initial.keys()
+    for name, init_value in {"gamma": 1.0, "beta": 0.0, "moving_mean": 0.0, "moving_variance": 1.0}.items():
+        values = [v for k, v in got.items() if k.split("/")[-1].startswith(name)]
+        assert len(values) == 52 and all(not np.allclose(v, init_value) for v in values), name
+    kernels = [k for k in got if "kernel" in k]
+    assert len(kernels) == 52 and all(not np.allclose(got[k], initial[k]) for k in kernels)
 
 
 @pytest.mark.slow
 def test_with_top_weights_hold_the_same_base_and_a_k_way_classifier(no_top_path, with_top_path):
     full = tf_keras.applications.MobileNetV2(input_shape=IMG_SHAPE, include_top=True, weights=str(with_top_path))
     base = tf_keras.applications.MobileNetV2(input_shape=IMG_SHAPE, include_top=False, weights=str(no_top_path))
-    for layer in base.layers:
-        for a, b in zip(layer.get_weights(), full.get_layer(layer.name).get_weights()):
+    for layer in (layer for layer in base.layers if layer.weights):  # input layers are named per model
+        for a, b in zip(layer.get_weights(), full.get_layer(layer.name).get_weights(), strict=True):
             np.testing.assert_array_equal(a, b)
     kernel, bias = full.get_layer("predictions").get_weights()
     k = len(maker.KINDS)
-    assert kernel.shape == (1280, 1000) and np.abs(kernel[:, :k]).min(axis=0).max() >= 0
+    assert kernel.shape == (1280, 1000)
     assert np.all(np.abs(kernel[:, :k]).sum(axis=0) > 0) and not kernel[:, k:].any()
     assert np.all(bias[k:] <= -50) and np.all(np.abs(bias[:k]) < 10)
 
