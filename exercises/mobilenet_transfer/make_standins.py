@@ -21,9 +21,11 @@ random base does not. Pretraining runs at a lower resolution to save time (Mobil
 not depend on the input size); the batch-norm statistics are then re-estimated at 160x160 on fresh
 pretraining images, as the course uses the base at 160x160 in inference mode.
 
-    python exercises/mobilenet_transfer/make_standins.py --out ROOT [--seed N]
+    python exercises/mobilenet_transfer/make_standins.py --out ROOT [--seed N] [--dataset-only]
 
-Same seed, same JPEG bytes; the weights are as deterministic as TensorFlow's CPU kernels allow.
+About 2.5 minutes on two CPU cores (the pretraining; --dataset-only takes seconds). Same seed, same
+JPEG bytes; the weights are as deterministic as TensorFlow's CPU kernels allow (op determinism is
+on; other CPUs may round differently). STANDINS_VERBOSE=1 logs progress to stderr.
 """
 
 from __future__ import annotations
