@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from pathlib import Path
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -224,6 +225,22 @@ def call_student(student: Student, function: str, case: Case, through: str | Non
         where = student_frame(got.traceback)
         raise Failure(f"{function} raised {got}" + (f"\n{where}" if where else ""))
     return got
+
+
+# Answers already asked of a student (kernel session), by key: several checks of one item ask
+# for the same costly answer (e.g. a model built in the kernel). Weak keys: gone with the student.
+_REMEMBERED: "weakref.WeakKeyDictionary[Any, dict[Any, Any]]" = weakref.WeakKeyDictionary()
+
+
+def remembered(student: Student, key: Any, compute: Callable[[], Any]) -> Any:
+    """compute()'s value, asked once per student and key (a Failure is not remembered)."""
+    try:
+        memo = _REMEMBERED.setdefault(student, {})
+    except TypeError:  # a student object that cannot be weakly referenced: no memo
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 
 
 def student_frame(traceback_text: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .checks import PROPERTY_SEED, Case, Context, Failure, Student, call_student, describe_type, show
+from .checks import PROPERTY_SEED, Case, Context, Failure, Student, call_student, describe_type, remembered, show
 from .keras_models import UnsafeModel, keras, rebuild
 from .probe import KerasModelConfig
 
@@ -30,30 +29,24 @@ def call_text(function: str, case: Case) -> str:
     return f"{function}({', '.join(parts)})"
 
 
-# The architectures a student's kernel returned, per student (kernel session) and call: the
-# checks of one item ask for the same model several times, and building it in the kernel (e.g.
-# MobileNetV2 with its weights) costs seconds. Each check still rebuilds its own model from the
-# description, so a check that changes weights or trainability cannot affect the next one.
-_ARCHITECTURES: "weakref.WeakKeyDictionary[Any, dict[tuple, KerasModelConfig]]" = weakref.WeakKeyDictionary()
-
-
 def student_architecture(student: Student, function: str, case: Case, through: str | None = None
                          ) -> KerasModelConfig:
-    """Call `function`, which must return a Keras model: its JSON architecture (memoised per student)."""
-    try:
-        memo = _ARCHITECTURES.setdefault(student, {})
-    except TypeError:  # a student object that cannot be weakly referenced: no memo
-        memo = {}
-    key = (function, call_text(function, case), through)
-    if key not in memo:
+    """Call `function`, which must return a Keras model: its JSON architecture.
+
+    Asked once per student and call (checks.remembered): the checks of one item ask for the same
+    model several times, and building it in the kernel (e.g. MobileNetV2 with its weights) costs
+    seconds. Each check still rebuilds its own model from the description, so a check that changes
+    weights or trainability cannot affect the next one.
+    """
+    def ask() -> KerasModelConfig:
         try:
             got = call_student(student, function, case, through)
         except Failure as exc:
             raise Failure(f"on input {call_text(function, case)}: {exc}") from None
         if not isinstance(got, KerasModelConfig):
             raise Failure(f"{call_text(function, case)} should return a Keras Model, got {describe_type(got)}")
-        memo[key] = got
-    return memo[key]
+        return got
+    return remembered(student, ("architecture", function, call_text(function, case), through), ask)
 
 
 def student_model(student: Student, function: str, case: Case, through: str | None = None) -> Any:

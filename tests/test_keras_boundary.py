@@ -66,3 +66,40 @@ def test_wiring_is_caught_even_when_layers_and_counts_agree(make_student):
 def test_a_non_model_answer_is_a_failure_that_says_what_came_back(make_student):
     with pytest.raises(Failure, match="should return a Keras Model, got an array"):
         same_parameter_counts("build", tiny, Case(()))(make_student({"build": lambda: np.ones(3)}), CTX)
+
+
+def test_a_model_is_asked_of_the_kernel_once_per_student_and_call(make_student):
+    """Every check of an item asks for the model; the kernel builds it once per student and call,
+    and each check still gets its own freshly rebuilt copy."""
+    from grader.keras_checks import student_model
+
+    built = []
+
+    def build(units=4):
+        built.append(units)
+        return tiny()
+
+    student, other = make_student({"build": build}), make_student({"build": build})
+    first, second = student_model(student, "build", Case(())), student_model(student, "build", Case(()))
+    assert built == [4] and first is not second
+    student_model(student, "build", Case((), {"units": 5}))
+    student_model(other, "build", Case(()))
+    assert built == [4, 5, 4]
+
+
+def test_a_failed_answer_is_asked_again(make_student):
+    from grader.keras_checks import student_architecture
+
+    attempts = []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ValueError("not yet")
+        return tiny()
+
+    student = make_student({"flaky": flaky})
+    with pytest.raises(Failure, match="ValueError: not yet"):
+        student_architecture(student, "flaky", Case(()))
+    assert isinstance(student_architecture(student, "flaky", Case(())), probe.KerasModelConfig)
+    assert len(attempts) == 2

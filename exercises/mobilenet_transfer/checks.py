@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import weakref
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from grader.checks import Case, Check, Context, Failure, Student, call_student, describe_type, small_arrays
+from grader.checks import (Case, Check, Context, Failure, Student, call_student, describe_type, remembered,
+                           small_arrays)
 from grader.keras_checks import (cached_scores, call_text, data_digest, model_property, rebuilt,
                                  same_parameter_counts, same_structure, student_architecture, student_model)
 from grader.probe import KerasModelConfig
@@ -99,11 +99,11 @@ def _augmenter_behaviour(model: Any, X: np.ndarray) -> str | None:
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(0)
-    for training in (False, True):
-        out = np.asarray(model(X, training=training))
+    outputs = {training: np.asarray(model(X, training=training)) for training in (False, True)}
+    for training, out in outputs.items():
         if out.shape != X.shape:
             return f"with training={training} the output has shape {out.shape}, expected the input's {X.shape}"
-    out = np.asarray(model(X, training=False))
+    out = outputs[False]
     if not np.allclose(out, X, atol=1e-4):
         worst = float(np.max(np.abs(out - X)))
         return (f"with training=False the images changed (by up to {worst:.3g}): augmentation must only "
@@ -190,24 +190,15 @@ def logits_output(student: Student, ctx: Context) -> None:
 
 
 # -- fine_tuning ----------------------------------------------------------------------------------
-_FINE_TUNING_STATE: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
-
-
 def fine_tuning_state(student: Student) -> dict[str, Any]:
     """The fine-tuning cell's results (model2, fine_tune_at, loss, optimizer, metrics) as plain data,
     asked for once per student."""
-    try:
-        return _FINE_TUNING_STATE[student]
-    except (KeyError, TypeError):
-        pass
-    got = call_student(student, FINE_TUNING, Case(()))
-    if not isinstance(got, dict):
-        raise Failure(f"the fine-tuning cell's results could not be read (got {describe_type(got)})")
-    try:
-        _FINE_TUNING_STATE[student] = got
-    except TypeError:
-        pass
-    return got
+    def ask() -> dict[str, Any]:
+        got = call_student(student, FINE_TUNING, Case(()))
+        if not isinstance(got, dict):
+            raise Failure(f"the fine-tuning cell's results could not be read (got {describe_type(got)})")
+        return got
+    return remembered(student, FINE_TUNING, ask)
 
 
 def _model2(student: Student) -> Any:
