@@ -13,15 +13,12 @@ The output is deterministic: running the script again rewrites identical files.
 """
 import json
 import pathlib
-import textwrap
-
-import nbformat
+import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-TEMPLATE = HERE.parent / "template.ipynb"
+sys.path.insert(0, str(HERE.parent.parent))
 
-START = "# YOUR CODE STARTS HERE"
-END = "# YOUR CODE ENDS HERE"
+from sample_builder import Template, changed, clear_outputs, insert_cell, notebook_text, write_samples  # noqa: E402
 
 # nbgrader grade_ids of the solution cells (course notebook Convolution_model_Step_by_Step_v1)
 SOLUTION_IDS = {
@@ -44,6 +41,8 @@ TEST_IDS = {
     "distribute_value": "cell-d34048b69372dc03",
     "pool_backward": "cell-bf176d59f19c3cba",
 }
+TEMPLATE = Template(HERE.parent / "template.ipynb", SOLUTION_IDS,
+                    start="# YOUR CODE STARTS HERE", end="# YOUR CODE ENDS HERE")
 
 # ------------------------------------------------------------------------------------------------
 # Correct, course-style bodies (written at function-body indentation 0; indented when filled).
@@ -184,78 +183,27 @@ for i in range(m):
 
 
 # ------------------------------------------------------------------------------------------------
-def load_template():
-    return nbformat.read(str(TEMPLATE), as_version=4)
-
-
-def cell_index(nb, grade_id):
-    hits = [k for k, c in enumerate(nb.cells)
-            if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
-    assert len(hits) == 1, (grade_id, hits)
-    return hits[0]
-
-
-def solution_cell(nb, name):
-    return nb.cells[cell_index(nb, SOLUTION_IDS[name])]
-
-
-def fill(nb, name, body, indent=4):
-    """Replace the lines between START and END in name's solution cell with body."""
-    cell = solution_cell(nb, name)
-    lines = cell.source.split("\n")
-    starts = [k for k, line in enumerate(lines) if line.strip() == START]
-    ends = [k for k, line in enumerate(lines) if line.strip() == END]
-    assert len(starts) == 1 and len(ends) == 1 and starts[0] < ends[0], name
-    body = textwrap.dedent(body).strip("\n")
-    new = [(" " * indent + line) if line.strip() else "" for line in body.split("\n")]
-    cell.source = "\n".join(lines[:starts[0] + 1] + new + lines[ends[0]:])
-
-
-def edit(nb, name, old, new, count=1):
-    """Replace text in name's solution cell; old must occur exactly count times."""
-    cell = solution_cell(nb, name)
-    assert cell.source.count(old) == count, (name, old, cell.source.count(old))
-    cell.source = cell.source.replace(old, new)
+def all_correct():
+    """The template with every code region filled correctly."""
+    return TEMPLATE.fill_all(TEMPLATE.load(), CORRECT)
 
 
 def fill_body_edit(name, old, new):
     """The correct body of name with one textual change (old must occur once)."""
-    body = CORRECT[name]
-    assert body.count(old) == 1, (name, old)
-    return body.replace(old, new)
-
-
-def insert_cell(nb, index, source, cell_id):
-    cell = nbformat.v4.new_code_cell(textwrap.dedent(source).strip("\n"))
-    cell.id = cell_id
-    nb.cells.insert(index, cell)
-
-
-def all_correct(nb):
-    for name, body in CORRECT.items():
-        fill(nb, name, body)
-    return nb
-
-
-def clear_outputs(nb):
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    return nb
+    return changed(CORRECT[name], old, new)
 
 
 # ------------------------------------------------------------------------------------------------
 def sample_correct():
-    return all_correct(load_template())
+    return all_correct()
 
 
 def sample_correct_messy():
-    nb = all_correct(load_template())
+    nb = all_correct()
 
     # A first, buggy try at zero_pad in an extra cell above the graded one (pads every axis).
     # The graded cell below redefines zero_pad correctly, and the last definition wins.
-    insert_cell(nb, cell_index(nb, SOLUTION_IDS["zero_pad"]), """
+    insert_cell(nb, TEMPLATE.cell_index(nb, SOLUTION_IDS["zero_pad"]), """
         def zero_pad(X, pad):
             X_pad = np.pad(X, pad, mode='constant', constant_values=0)
             return X_pad
@@ -265,18 +213,18 @@ def sample_correct_messy():
         """, "extra-zero-pad-first-try")
 
     # Debug prints left in graded functions.
-    fill(nb, "zero_pad", CORRECT["zero_pad"] + 'print("X_pad shape:", X_pad.shape)\n')
+    TEMPLATE.fill(nb, "zero_pad", CORRECT["zero_pad"] + 'print("X_pad shape:", X_pad.shape)\n')
 
     # np.float in conv_single_step (removed in numpy 1.24; the grader injects a shim).
-    fill(nb, "conv_single_step", fill_body_edit("conv_single_step", "float(b)", "np.float(b)"))
+    TEMPLATE.fill(nb, "conv_single_step", fill_body_edit("conv_single_step", "float(b)", "np.float(b)"))
 
     # conv_forward: "# GRADED FUNCTION" header deleted, np.int instead of int, a debug print.
-    edit(nb, "conv_forward", "# GRADED FUNCTION: conv_forward\n\n", "")
+    TEMPLATE.edit(nb, "conv_forward", "# GRADED FUNCTION: conv_forward\n\n", "")
     body = CORRECT["conv_forward"]
     body = body.replace("n_H = int(", "n_H = np.int(").replace("n_W = int(", "n_W = np.int(")
     body = body.replace("Z = np.zeros((m, n_H, n_W, n_C))\n",
                         "Z = np.zeros((m, n_H, n_W, n_C))\nprint(\"Z shape\", Z.shape)\n")
-    fill(nb, "conv_forward", body)
+    TEMPLATE.fill(nb, "conv_forward", body)
 
     # pool_forward: the whole function, written elsewhere, pasted into the code region at
     # column 0. It ends the template's def, becomes the module-level pool_forward, and the
@@ -309,10 +257,10 @@ def pool_forward(A_prev, hparameters, mode = "max"):
     cache = (A_prev, hparameters)
     return A, cache
 '''
-    fill(nb, "pool_forward", pasted, indent=0)
+    TEMPLATE.fill(nb, "pool_forward", pasted, indent=0)
 
     # An extra cell with prints after the conv_forward tests.
-    insert_cell(nb, cell_index(nb, TEST_IDS["conv_forward"]) + 1, """
+    insert_cell(nb, TEMPLATE.cell_index(nb, TEST_IDS["conv_forward"]) + 1, """
         print(Z.shape)
         print(cache_conv[0].shape)
         """, "extra-debug-prints")
@@ -320,8 +268,8 @@ def pool_forward(A_prev, hparameters, mode = "max"):
 
 
 def sample_pool_ignores_example_index():
-    nb = all_correct(load_template())
-    fill(nb, "pool_forward", fill_body_edit(
+    nb = all_correct()
+    TEMPLATE.fill(nb, "pool_forward", fill_body_edit(
         "pool_forward",
         "a_prev_slice = A_prev[i, vert_start",
         "a_prev_slice = A_prev[0, vert_start"))
@@ -329,14 +277,14 @@ def sample_pool_ignores_example_index():
 
 
 def sample_conv_cache_padded():
-    nb = all_correct(load_template())
+    nb = all_correct()
     # conv_forward pads A_prev in place, so the template's cache line stores the padded input.
     body = fill_body_edit("conv_forward", "A_prev_pad = zero_pad(A_prev, pad)",
                           "A_prev = zero_pad(A_prev, pad)")
     body = body.replace("a_prev_pad = A_prev_pad[i]", "a_prev_pad = A_prev[i]")
-    fill(nb, "conv_forward", body)
+    TEMPLATE.fill(nb, "conv_forward", body)
     # conv_backward written to match: it takes the cached input as already padded.
-    fill(nb, "conv_backward", """
+    TEMPLATE.fill(nb, "conv_backward", """
         (A_prev_pad, W, b, hparameters) = cache
         (m, n_H_prev, n_W_prev, n_C_prev) = A_prev_pad.shape
         (f, f, n_C_prev, n_C) = W.shape
@@ -380,12 +328,12 @@ def sample_conv_cache_padded():
 
 
 def sample_hardcoded_public_answers():
-    nb = all_correct(load_template())
-    fill(nb, "conv_single_step", """
+    nb = all_correct()
+    TEMPLATE.fill(nb, "conv_single_step", """
         # Z = np.sum(a_slice_prev * W) + float(b)
         Z = np.float64(-6.999089450680221)
         """)
-    fill(nb, "conv_forward", """
+    TEMPLATE.fill(nb, "conv_forward", """
         (m, n_H_prev, n_W_prev, n_C_prev) = A_prev.shape
         (f, f, n_C_prev, n_C) = W.shape
         stride = hparameters["stride"]
@@ -397,35 +345,35 @@ def sample_hardcoded_public_answers():
 
 
 def sample_stride_off_by_one():
-    nb = all_correct(load_template())
+    nb = all_correct()
     body = CORRECT["conv_forward"]
     body = body.replace("n_H = int((n_H_prev - f + 2 * pad) / stride) + 1",
                         "n_H = (n_H_prev - f + 2 * pad) // stride")
     body = body.replace("n_W = int((n_W_prev - f + 2 * pad) / stride) + 1",
                         "n_W = (n_W_prev - f + 2 * pad) // stride")
     assert body != CORRECT["conv_forward"]
-    fill(nb, "conv_forward", body)
+    TEMPLATE.fill(nb, "conv_forward", body)
     return nb
 
 
 def sample_average_pool_divides_wrong():
-    nb = all_correct(load_template())
-    fill(nb, "pool_forward", fill_body_edit(
+    nb = all_correct()
+    TEMPLATE.fill(nb, "pool_forward", fill_body_edit(
         "pool_forward",
         "A[i, h, w, c] = np.mean(a_prev_slice)",
         "A[i, h, w, c] = np.sum(a_prev_slice) / f"))
-    fill(nb, "distribute_value", fill_body_edit(
+    TEMPLATE.fill(nb, "distribute_value", fill_body_edit(
         "distribute_value", "average = dz / (n_H * n_W)", "average = dz / n_H"))
     return nb
 
 
 def sample_backward_missing_accumulate():
-    nb = all_correct(load_template())
-    fill(nb, "conv_backward", fill_body_edit(
+    nb = all_correct()
+    TEMPLATE.fill(nb, "conv_backward", fill_body_edit(
         "conv_backward",
         "da_prev_pad[vert_start:vert_end, horiz_start:horiz_end, :] += W",
         "da_prev_pad[vert_start:vert_end, horiz_start:horiz_end, :] = W"))
-    fill(nb, "pool_backward", fill_body_edit(
+    TEMPLATE.fill(nb, "pool_backward", fill_body_edit(
         "pool_backward",
         "dA_prev[i, vert_start:vert_end, horiz_start:horiz_end, c] += mask",
         "dA_prev[i, vert_start:vert_end, horiz_start:horiz_end, c] = mask"))
@@ -433,13 +381,13 @@ def sample_backward_missing_accumulate():
 
 
 def sample_syntax_error_in_one_cell():
-    nb = all_correct(load_template())
-    fill(nb, "create_mask_from_window", "mask = (x == np.max(x)\n")
+    nb = all_correct()
+    TEMPLATE.fill(nb, "create_mask_from_window", "mask = (x == np.max(x)\n")
     return nb
 
 
 def sample_template_unfilled():
-    return load_template()
+    return TEMPLATE.load()
 
 
 NOTEBOOK_SAMPLES = {
@@ -470,22 +418,12 @@ def conv_single_step(a_slice_prev, W, b):
 """
 
 
-def notebook_text(nb):
-    nbformat.validate(nb)
-    return nbformat.writes(nb) + "\n"
-
-
 def main():
-    written = []
-    for name, build in NOTEBOOK_SAMPLES.items():
-        nb = clear_outputs(build())
-        path = HERE / (name + ".ipynb")
-        path.write_text(notebook_text(nb), encoding="utf-8")
-        written.append(path)
+    write_samples(HERE, NOTEBOOK_SAMPLES)
 
     path = HERE / "not_a_notebook.ipynb"
     path.write_text(NOT_A_NOTEBOOK, encoding="utf-8")
-    written.append(path)
+    print("wrote", path)
 
     # A valid notebook whose JSON was cut in half (an interrupted upload).
     text = notebook_text(clear_outputs(sample_correct()))
@@ -498,10 +436,7 @@ def main():
         raise AssertionError("truncated sample is still valid JSON")
     path = HERE / "truncated.ipynb"
     path.write_text(cut, encoding="utf-8")
-    written.append(path)
-
-    for path in written:
-        print("wrote", path.relative_to(HERE.parent.parent.parent))
+    print("wrote", path)
 
 
 if __name__ == "__main__":

@@ -22,15 +22,12 @@ keep the two in step. The output is deterministic: running the script again rewr
 files.
 """
 import pathlib
-import textwrap
-
-import nbformat
+import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-TEMPLATE = HERE.parent / "template.ipynb"
+sys.path.insert(0, str(HERE.parent.parent))
 
-START = "### START CODE HERE"
-END = "### END CODE HERE"
+from sample_builder import Template, changed, edit_cell, write_samples  # noqa: E402
 
 # nbgrader grade_ids (course notebook Transfer_learning_with_MobileNet_v1)
 SOLUTION_IDS = {
@@ -43,6 +40,9 @@ TEST_IDS = {
     "alpaca_model": "cell-f668c813eff7f3d1",
     "fine_tuning": "cell-6f11678f0b1d5adb",
 }
+TEMPLATE = Template(HERE.parent / "template.ipynb", SOLUTION_IDS,
+                    start="### START CODE HERE", end="### END CODE HERE")
+
 # Indentation of each code region: the two functions' bodies, and top-level code.
 INDENT = {"data_augmenter": 4, "alpaca_model": 4, "fine_tuning": 0}
 
@@ -104,88 +104,40 @@ metrics=['accuracy']
 
 
 # ------------------------------------------------------------------------------------------------
-def load_template():
-    return nbformat.read(str(TEMPLATE), as_version=4)
-
-
-def cell_index(nb, grade_id):
-    hits = [k for k, c in enumerate(nb.cells)
-            if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
-    assert len(hits) == 1, (grade_id, hits)
-    return hits[0]
-
-
-def cell_index_by_id(nb, cell_id):
-    hits = [k for k, c in enumerate(nb.cells) if c.get("id") == cell_id]
-    assert len(hits) == 1, (cell_id, hits)
-    return hits[0]
-
-
-def solution_cell(nb, name):
-    return nb.cells[cell_index(nb, SOLUTION_IDS[name])]
-
-
 def fill(nb, name, body):
-    """Replace the lines between START and END in name's solution cell with body."""
-    cell = solution_cell(nb, name)
-    lines = cell.source.split("\n")
-    starts = [k for k, line in enumerate(lines) if line.strip() == START]
-    ends = [k for k, line in enumerate(lines) if line.strip() == END]
-    assert len(starts) == 1 and len(ends) == 1 and starts[0] < ends[0], name
-    body = textwrap.dedent(body).strip("\n")
-    indent = " " * INDENT[name]
-    new = [(indent + line) if line.strip() else "" for line in body.split("\n")]
-    cell.source = "\n".join(lines[:starts[0] + 1] + new + lines[ends[0]:])
-
-
-def edit_cell(cell, old, new, count=1):
-    """Replace text in a cell; old must occur exactly count times."""
-    assert cell.source.count(old) == count, (cell.get("id"), old, cell.source.count(old))
-    cell.source = cell.source.replace(old, new)
-
-
-def edit(nb, name, old, new, count=1):
-    """Replace text in name's solution cell (outside or inside the code region)."""
-    edit_cell(solution_cell(nb, name), old, new, count)
+    """Fill name's code region with body, at that region's indentation (INDENT)."""
+    TEMPLATE.fill(nb, name, body, indent=INDENT[name])
 
 
 def body_edit(name, old, new, count=1):
     """The correct code region of name with one textual change (old must occur count times)."""
-    body = CORRECT[name]
-    assert body.count(old) == count, (name, old, body.count(old))
-    return body.replace(old, new)
+    return changed(CORRECT[name], old, new, count)
 
 
-def all_correct(nb):
+def all_correct():
+    """The template with every code region filled correctly."""
+    nb = TEMPLATE.load()
     for name, body in CORRECT.items():
         fill(nb, name, body)
     return nb
 
 
-def clear_outputs(nb):
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    return nb
-
-
 # ------------------------------------------------------------------------------------------------
 def sample_correct():
-    return all_correct(load_template())
+    return all_correct()
 
 
 def sample_weights_from_path():
     """Correct, but the weights are loaded from the course's files beside the notebook (as the
     course's own environment did, offline) instead of weights='imagenet': alpaca_model's base,
     and the demonstration cell's full model."""
-    nb = load_template()
+    nb = TEMPLATE.load()
     fill(nb, "data_augmenter", CORRECT["data_augmenter"])
     fill(nb, "alpaca_model", body_edit(
         "alpaca_model", "weights='imagenet') # From imageNet",
         'weights="{}") # From imageNet'.format(NO_TOP_PATH)))
     fill(nb, "fine_tuning", CORRECT["fine_tuning"])
-    edit_cell(nb.cells[cell_index_by_id(nb, "full-model")],
+    edit_cell(nb.cells[TEMPLATE.cell_index_by_id(nb, "full-model")],
               "weights='imagenet')", 'weights="{}")'.format(WITH_TOP_PATH))
     return nb
 
@@ -194,7 +146,7 @@ def sample_legacy_lr():
     """Correct, in Keras 2 era spelling: Adam(lr=...) for the fine-tuning optimizer (TF >= 2.11
     drops `lr` with a warning; the grader's kernel reads it as the rate it meant), and the
     augmenter built from a list of layers instead of with add()."""
-    nb = load_template()
+    nb = TEMPLATE.load()
     fill(nb, "data_augmenter", """
         data_augmentation = tf.keras.Sequential([RandomFlip('horizontal'), RandomRotation(0.2)])
         """)
@@ -209,7 +161,7 @@ def sample_base_trainable():
     """alpaca_model leaves the base trainable (base_model.trainable = True): the whole network is
     trained from the first epoch. The notebook's comparator does not see it (count_params counts
     trainable and frozen weights alike)."""
-    nb = all_correct(load_template())
+    nb = all_correct()
     fill(nb, "alpaca_model", body_edit(
         "alpaca_model", "base_model.trainable = False", "base_model.trainable = True"))
     return nb
@@ -218,15 +170,15 @@ def sample_base_trainable():
 def sample_fine_tune_at_110():
     """The fine-tuning cell's given `fine_tune_at = 120` changed to 110: ten more layers of the
     base are unfrozen."""
-    nb = all_correct(load_template())
-    edit(nb, "fine_tuning", "fine_tune_at = 120", "fine_tune_at = 110")
+    nb = all_correct()
+    TEMPLATE.edit(nb, "fine_tuning", "fine_tune_at = 120", "fine_tune_at = 110")
     return nb
 
 
 def sample_no_from_logits():
     """The fine-tuning loss is BinaryCrossentropy() with from_logits=False, for a model whose
     output is a logit."""
-    nb = all_correct(load_template())
+    nb = all_correct()
     fill(nb, "fine_tuning", body_edit(
         "fine_tuning", "tf.keras.losses.BinaryCrossentropy(from_logits=True)",
         "tf.keras.losses.BinaryCrossentropy()"))
@@ -235,7 +187,7 @@ def sample_no_from_logits():
 
 def sample_wrong_learning_rate():
     """The fine-tuning optimizer keeps the base learning rate (0.001) instead of a tenth of it."""
-    nb = all_correct(load_template())
+    nb = all_correct()
     fill(nb, "fine_tuning", body_edit(
         "fine_tuning", "Adam(learning_rate=0.1*base_learning_rate)",
         "Adam(learning_rate=base_learning_rate)"))
@@ -244,7 +196,7 @@ def sample_wrong_learning_rate():
 
 def sample_vertical_flip():
     """data_augmenter flips vertically (RandomFlip('vertical')) instead of horizontally."""
-    nb = all_correct(load_template())
+    nb = all_correct()
     fill(nb, "data_augmenter", body_edit(
         "data_augmenter", "RandomFlip('horizontal')", "RandomFlip('vertical')"))
     return nb
@@ -253,7 +205,7 @@ def sample_vertical_flip():
 def sample_base_in_training_mode():
     """alpaca_model calls the base with training=True: its BatchNormalization layers normalise
     with the statistics of each batch, also at inference time. Same layers and summary."""
-    nb = all_correct(load_template())
+    nb = all_correct()
     fill(nb, "alpaca_model", body_edit(
         "alpaca_model", "x = base_model(x, training=False)", "x = base_model(x, training=True)"))
     return nb
@@ -262,14 +214,14 @@ def sample_base_in_training_mode():
 def sample_sigmoid_output():
     """alpaca_model's output layer has a sigmoid activation: it outputs a probability, not the
     logit the losses (from_logits=True) expect."""
-    nb = all_correct(load_template())
+    nb = all_correct()
     fill(nb, "alpaca_model", body_edit(
         "alpaca_model", "outputs = tfl.Dense(1)(x)", "outputs = tfl.Dense(1, activation='sigmoid')(x)"))
     return nb
 
 
 def sample_template_unfilled():
-    return load_template()
+    return TEMPLATE.load()
 
 
 NOTEBOOK_SAMPLES = {
@@ -287,21 +239,5 @@ NOTEBOOK_SAMPLES = {
 }
 
 
-def notebook_text(nb):
-    nbformat.validate(nb)
-    return nbformat.writes(nb) + "\n"
-
-
-def main():
-    written = []
-    for name, build in NOTEBOOK_SAMPLES.items():
-        nb = clear_outputs(build())
-        path = HERE / (name + ".ipynb")
-        path.write_text(notebook_text(nb), encoding="utf-8")
-        written.append(path)
-    for path in written:
-        print("wrote", path.relative_to(HERE.parent.parent.parent))
-
-
 if __name__ == "__main__":
-    main()
+    write_samples(HERE, NOTEBOOK_SAMPLES)

@@ -22,15 +22,13 @@ keep the two in step. The output is deterministic: running the script again rewr
 files.
 """
 import pathlib
+import sys
 import textwrap
 
-import nbformat
-
 HERE = pathlib.Path(__file__).resolve().parent
-TEMPLATE = HERE.parent / "template.ipynb"
+sys.path.insert(0, str(HERE.parent.parent))
 
-START = "### START CODE HERE"
-END = "### END CODE HERE"
+from sample_builder import Template, changed, insert_cell, write_samples  # noqa: E402
 
 # nbgrader grade_ids (course notebook Residual_Networks, stable across its versions)
 SOLUTION_IDS = {
@@ -43,6 +41,8 @@ TEST_IDS = {
     "convolutional_block": "cell-95c291eb244218fe",
     "ResNet50": "cell-866b891ec47ccb7b",
 }
+TEMPLATE = Template(HERE.parent / "template.ipynb", SOLUTION_IDS,
+                    start="### START CODE HERE", end="### END CODE HERE")
 
 # ------------------------------------------------------------------------------------------------
 # Correct, course-style code regions (v1 2021 API), written at indentation 0 (indented when filled).
@@ -102,121 +102,64 @@ X = AveragePooling2D((2, 2))(X)
 
 
 # ------------------------------------------------------------------------------------------------
-def load_template():
-    return nbformat.read(str(TEMPLATE), as_version=4)
-
-
-def cell_index(nb, grade_id):
-    hits = [k for k, c in enumerate(nb.cells)
-            if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
-    assert len(hits) == 1, (grade_id, hits)
-    return hits[0]
-
-
-def cell_index_by_id(nb, cell_id):
-    hits = [k for k, c in enumerate(nb.cells) if c.get("id") == cell_id]
-    assert len(hits) == 1, (cell_id, hits)
-    return hits[0]
-
-
-def solution_cell(nb, name):
-    return nb.cells[cell_index(nb, SOLUTION_IDS[name])]
-
-
-def fill(nb, name, body, indent=4):
-    """Replace the lines between START and END in name's solution cell with body."""
-    cell = solution_cell(nb, name)
-    lines = cell.source.split("\n")
-    starts = [k for k, line in enumerate(lines) if line.strip() == START]
-    ends = [k for k, line in enumerate(lines) if line.strip() == END]
-    assert len(starts) == 1 and len(ends) == 1 and starts[0] < ends[0], name
-    body = textwrap.dedent(body).strip("\n")
-    new = [(" " * indent + line) if line.strip() else "" for line in body.split("\n")]
-    cell.source = "\n".join(lines[:starts[0] + 1] + new + lines[ends[0]:])
-
-
-def edit(nb, name, old, new, count=1):
-    """Replace text in name's solution cell; old must occur exactly count times."""
-    cell = solution_cell(nb, name)
-    assert cell.source.count(old) == count, (name, old, cell.source.count(old))
-    cell.source = cell.source.replace(old, new)
+def all_correct():
+    """The template with every code region filled correctly."""
+    return TEMPLATE.fill_all(TEMPLATE.load(), CORRECT)
 
 
 def body_edit(name, old, new, count=1):
     """The correct code region of name with one textual change (old must occur count times)."""
-    body = CORRECT[name]
-    assert body.count(old) == count, (name, old, body.count(old))
-    return body.replace(old, new)
-
-
-def insert_cell(nb, index, source, cell_id):
-    cell = nbformat.v4.new_code_cell(textwrap.dedent(source).strip("\n"))
-    cell.id = cell_id
-    nb.cells.insert(index, cell)
-
-
-def all_correct(nb):
-    for name, body in CORRECT.items():
-        fill(nb, name, body)
-    return nb
-
-
-def clear_outputs(nb):
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    return nb
+    return changed(CORRECT[name], old, new, count)
 
 
 # ------------------------------------------------------------------------------------------------
 def sample_correct():
-    return all_correct(load_template())
+    return all_correct()
 
 
 def sample_correct_2023_api():
     """The course's 2023 (v3) API: identity_block has no training parameter, BatchNormalization is
     called without training everywhere, ResNet50 takes training=False (and does not use it)."""
-    nb = load_template()
+    nb = TEMPLATE.load()
 
     # identity_block: v3 signature, docstring and given first component.
-    edit(nb, "identity_block",
-         "def identity_block(X, f, filters, training=True, initializer=random_uniform):",
-         "def identity_block(X, f, filters, initializer=random_uniform):")
-    edit(nb, "identity_block",
-         "    training -- True: BatchNormalization uses the statistics of the batch (training mode)\n"
-         "                False: it uses its moving averages (inference mode)\n", "")
-    edit(nb, "identity_block",
-         "X = BatchNormalization(axis = 3)(X, training = training) # axis 3: the channels",
-         "X = BatchNormalization(axis = 3)(X) # Default axis")
-    fill(nb, "identity_block", body_edit(
+    TEMPLATE.edit(nb, "identity_block",
+                  "def identity_block(X, f, filters, training=True, initializer=random_uniform):",
+                  "def identity_block(X, f, filters, initializer=random_uniform):")
+    TEMPLATE.edit(nb, "identity_block",
+                  "    training -- True: BatchNormalization uses the statistics of the batch (training mode)\n"
+                  "                False: it uses its moving averages (inference mode)\n", "")
+    TEMPLATE.edit(nb, "identity_block",
+                  "X = BatchNormalization(axis = 3)(X, training = training) # axis 3: the channels",
+                  "X = BatchNormalization(axis = 3)(X) # Default axis")
+    TEMPLATE.fill(nb, "identity_block", body_edit(
         "identity_block", "BatchNormalization(axis = 3)(X, training = training)",
         "BatchNormalization(axis = 3)(X)", count=2))
 
     # convolutional_block: v3 keeps the training parameter, but the BN calls omit it.
-    edit(nb, "convolutional_block",
-         "X = BatchNormalization(axis = 3)(X, training=training)",
-         "X = BatchNormalization(axis = 3)(X)")
+    TEMPLATE.edit(nb, "convolutional_block",
+                  "X = BatchNormalization(axis = 3)(X, training=training)",
+                  "X = BatchNormalization(axis = 3)(X)")
     body = body_edit("convolutional_block", "BatchNormalization(axis = 3)(X, training=training)",
                      "BatchNormalization(axis = 3)(X)", count=2)
     body = body.replace("BatchNormalization(axis = 3)(X_shortcut, training=training)",
                         "BatchNormalization(axis = 3)(X_shortcut)")
     assert "training" not in body
-    fill(nb, "convolutional_block", body)
+    TEMPLATE.fill(nb, "convolutional_block", body)
 
     # ResNet50: v3 signature.
-    edit(nb, "ResNet50",
-         "def ResNet50(input_shape = (64, 64, 3), classes = 6):",
-         "def ResNet50(input_shape = (64, 64, 3), classes = 6, training=False):")
-    edit(nb, "ResNet50",
-         "    classes -- integer, number of classes\n",
-         "    classes -- integer, number of classes\n"
-         "    training -- boolean, whether the model is being trained\n")
-    fill(nb, "ResNet50", CORRECT["ResNet50"])
+    TEMPLATE.edit(nb, "ResNet50",
+                  "def ResNet50(input_shape = (64, 64, 3), classes = 6):",
+                  "def ResNet50(input_shape = (64, 64, 3), classes = 6, training=False):")
+    TEMPLATE.edit(nb, "ResNet50",
+                  "    classes -- integer, number of classes\n",
+                  "    classes -- integer, number of classes\n"
+                  "    training -- boolean, whether the model is being trained\n")
+    TEMPLATE.fill(nb, "ResNet50", CORRECT["ResNet50"])
 
     # The v3 notebook's identity_block test cell: no training argument, the learning phase is set
     # instead (and left at True afterwards, as in the course).
-    test = nb.cells[cell_index(nb, TEST_IDS["identity_block"])]
+    test = nb.cells[TEMPLATE.cell_index(nb, TEST_IDS["identity_block"])]
     test.source = textwrap.dedent("""
         tf.keras.backend.set_learning_phase(False)
 
@@ -253,28 +196,26 @@ def sample_correct_2023_api():
 def sample_wrong_shortcut():
     """identity_block adds the main path to itself (Add()([X, X])): the shortcut is dropped.
     Shapes and the layer list are unchanged, so the notebook's ResNet50 comparator still passes."""
-    nb = all_correct(load_template())
-    fill(nb, "identity_block", body_edit("identity_block", "X = Add()([X, X_shortcut])", "X = Add()([X, X])"))
+    nb = all_correct()
+    TEMPLATE.fill(nb, "identity_block", body_edit("identity_block", "X = Add()([X, X_shortcut])", "X = Add()([X, X])"))
     return nb
 
 
 def sample_missing_batchnorm():
     """identity_block's second component has no BatchNormalization (Conv2D -> ReLU)."""
-    nb = all_correct(load_template())
-    body = CORRECT["identity_block"]
+    nb = all_correct()
     old = ("## Second component of the main path (≈3 lines)\n"
            "X = Conv2D(filters = F2, kernel_size = f, strides = (1, 1), padding = 'same', kernel_initializer = initializer(seed=0))(X)\n"
            "X = BatchNormalization(axis = 3)(X, training = training)\n")
-    assert body.count(old) == 1
-    body = body.replace(old, old.rsplit("X = BatchNormalization", 1)[0])
-    fill(nb, "identity_block", body)
+    body = body_edit("identity_block", old, old.rsplit("X = BatchNormalization", 1)[0])
+    TEMPLATE.fill(nb, "identity_block", body)
     return nb
 
 
 def sample_wrong_stride():
     """convolutional_block's shortcut convolution uses stride (1, 1) instead of (s, s)."""
-    nb = all_correct(load_template())
-    fill(nb, "convolutional_block", body_edit(
+    nb = all_correct()
+    TEMPLATE.fill(nb, "convolutional_block", body_edit(
         "convolutional_block",
         "X_shortcut = Conv2D(filters = F3, kernel_size = 1, strides = (s, s)",
         "X_shortcut = Conv2D(filters = F3, kernel_size = 1, strides = (1, 1)"))
@@ -284,10 +225,10 @@ def sample_wrong_stride():
 def sample_wrong_initializer():
     """convolutional_block's first convolution (given code, edited by the student) uses
     random_uniform(seed=0) instead of initializer(seed=0) (glorot_uniform by default)."""
-    nb = all_correct(load_template())
-    edit(nb, "convolutional_block",
-         "X = Conv2D(filters = F1, kernel_size = 1, strides = (s, s), padding='valid', kernel_initializer = initializer(seed=0))(X)",
-         "X = Conv2D(filters = F1, kernel_size = 1, strides = (s, s), padding='valid', kernel_initializer = random_uniform(seed=0))(X)")
+    nb = all_correct()
+    TEMPLATE.edit(nb, "convolutional_block",
+                  "X = Conv2D(filters = F1, kernel_size = 1, strides = (s, s), padding='valid', kernel_initializer = initializer(seed=0))(X)",
+                  "X = Conv2D(filters = F1, kernel_size = 1, strides = (s, s), padding='valid', kernel_initializer = random_uniform(seed=0))(X)")
     return nb
 
 
@@ -305,9 +246,9 @@ def sample_legacy_keras_code():
       `model.output_shape`, `K.int_shape(...)` and `get_output_at(0).get_shape().as_list()`.
 
     Idioms that do NOT work here are left out (see expected.toml)."""
-    nb = load_template()
+    nb = TEMPLATE.load()
 
-    insert_cell(nb, cell_index_by_id(nb, "imports") + 1, """
+    insert_cell(nb, TEMPLATE.cell_index_by_id(nb, "imports") + 1, """
         # Keras 2 style setup, kept from an older version of this notebook
         from tensorflow.python.keras import backend as K
         from tensorflow.keras.layers import Convolution2D, add
@@ -315,7 +256,7 @@ def sample_legacy_keras_code():
         print(K.image_data_format())
         """, "legacy-setup")
 
-    fill(nb, "identity_block", """
+    TEMPLATE.fill(nb, "identity_block", """
         # Second component of main path
         X = Convolution2D(F2, (f, f), strides=(1, 1), padding='same', kernel_initializer=initializer(seed=0))(X)
         X = BatchNormalization(axis=3, momentum=0.99, epsilon=0.001)(X, training=training)
@@ -329,7 +270,7 @@ def sample_legacy_keras_code():
         X = add([X, X_shortcut])
         X = Activation('relu')(X)
         """)
-    fill(nb, "convolutional_block", """
+    TEMPLATE.fill(nb, "convolutional_block", """
         # Second component of main path
         X = Convolution2D(F2, (f, f), strides=(1, 1), padding='same', kernel_initializer=initializer(seed=0))(X)
         X = BatchNormalization(axis=3, momentum=0.99, epsilon=0.001)(X, training=training)
@@ -343,9 +284,9 @@ def sample_legacy_keras_code():
         X_shortcut = Convolution2D(F3, (1, 1), strides=(s, s), padding='valid', kernel_initializer=initializer(seed=0))(X_shortcut)
         X_shortcut = BatchNormalization(axis=3, momentum=0.99, epsilon=0.001)(X_shortcut, training=training)
         """)
-    fill(nb, "ResNet50", CORRECT["ResNet50"])
+    TEMPLATE.fill(nb, "ResNet50", CORRECT["ResNet50"])
 
-    insert_cell(nb, cell_index_by_id(nb, "resnet50-summary") + 1, """
+    insert_cell(nb, TEMPLATE.cell_index_by_id(nb, "resnet50-summary") + 1, """
         # Keras 2 style shape checks
         for layer in model.layers[:6]:
             print(layer.name, layer.input_shape, layer.output_shape, layer.count_params())
@@ -356,7 +297,7 @@ def sample_legacy_keras_code():
 
 
 def sample_template_unfilled():
-    return load_template()
+    return TEMPLATE.load()
 
 
 NOTEBOOK_SAMPLES = {
@@ -371,21 +312,5 @@ NOTEBOOK_SAMPLES = {
 }
 
 
-def notebook_text(nb):
-    nbformat.validate(nb)
-    return nbformat.writes(nb) + "\n"
-
-
-def main():
-    written = []
-    for name, build in NOTEBOOK_SAMPLES.items():
-        nb = clear_outputs(build())
-        path = HERE / (name + ".ipynb")
-        path.write_text(notebook_text(nb), encoding="utf-8")
-        written.append(path)
-    for path in written:
-        print("wrote", path.relative_to(HERE.parent.parent.parent))
-
-
 if __name__ == "__main__":
-    main()
+    write_samples(HERE, NOTEBOOK_SAMPLES)
