@@ -187,8 +187,18 @@ def _accuracy(model: Any, X: np.ndarray, Y: np.ndarray, batch_size: int) -> floa
     hits = 0
     for start in range(0, len(X), batch_size):
         out = np.asarray(model(X[start:start + batch_size], training=True))
-        hits += int(np.sum(out.argmax(axis=1) == Y[start:start + batch_size].argmax(axis=1)))
+        hits += int(np.sum(predicted_right(out, Y[start:start + batch_size])))
     return hits / len(X)
+
+
+def predicted_right(out: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Which rows of a model's output `out` predict their label in `Y`, as Keras' "accuracy" metric
+    decides: a one-unit output (a sigmoid, labels 0/1) by the side of 0.5 it falls on, a wider one
+    (one-hot labels) by its largest entry. The argmax of one unit is always 0, so one rule for
+    both would score every binary classifier as guessing "0"."""
+    if out.shape[-1] == 1:
+        return (out.reshape(-1) > 0.5) == (Y.reshape(-1) > 0.5)
+    return out.argmax(axis=1) == Y.argmax(axis=1)
 
 
 def trains_like_reference(function: str, reference: Callable[[], Any], case: Case, budget_param: str,

@@ -12,7 +12,7 @@ tf_keras = pytest.importorskip("tf_keras")
 
 from grader import probe  # noqa: E402
 from grader.checks import Case, Context, Failure  # noqa: E402
-from grader.keras_checks import computes_like_reference, same_parameter_counts  # noqa: E402
+from grader.keras_checks import computes_like_reference, predicted_right, same_parameter_counts  # noqa: E402
 from grader.keras_models import UnsafeModel, rebuild  # noqa: E402
 from grader.spec import Tolerance  # noqa: E402
 
@@ -103,3 +103,13 @@ def test_a_failed_answer_is_asked_again(make_student):
         student_architecture(student, "flaky", Case(()))
     assert isinstance(student_architecture(student, "flaky", Case(())), probe.KerasModelConfig)
     assert len(attempts) == 2
+
+
+@pytest.mark.parametrize("out, labels, right", [
+    # one sigmoid unit, labels 0/1 as a column: the side of 0.5 decides
+    ([[0.9], [0.2], [0.6], [0.4]], [[1], [0], [0], [1]], [True, True, False, False]),
+    # one-hot labels: the largest entry decides
+    ([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]], [[0, 1, 0], [0, 0, 1]], [True, False]),
+])
+def test_training_accuracy_reads_one_unit_as_binary_and_more_as_classes(out, labels, right):
+    assert predicted_right(np.array(out), np.array(labels)).tolist() == right

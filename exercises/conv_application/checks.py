@@ -17,8 +17,8 @@ import h5py
 import numpy as np
 
 from grader.checks import Case, Check, Context, Failure, Student
-from grader.keras_checks import (TrainingBudget, cached_scores, call_text, computes_like_reference, data_digest,
-                                 same_parameter_counts, same_structure, student_model, trains_like_reference)
+from grader.keras_checks import (call_text, computes_like_reference, same_parameter_counts, same_structure,
+                                 student_model, trains_like_reference)
 from grader.keras_models import keras
 from grader.spec import DATA_CACHE
 from reference import conv_application as ref, keras_summary
@@ -102,10 +102,9 @@ def load_signs(folder: Path) -> tuple[np.ndarray, ...]:
 def _fresh_start(model: Any) -> None:
     """Give `model` the initial weights of its architecture under the seed just set.
 
-    Called right after the training seeds are set (keras_checks.train_and_score, and
-    happy_train_and_score below, which mirrors it): the weights of a clone built from the model's
-    config (with the course's unseeded initializers, whose seeds come from the seeded generator)
-    are copied in. So the grader's training of a model does not depend on what was built before
+    Called right after the training seeds are set (in keras_checks.train_and_score): the weights
+    of a clone built from the model's config (with the course's unseeded initializers, whose
+    seeds come from the seeded generator) are copied in. So the grader's training of a model does not depend on what was built before
     it in this process, and a correct model starts, and ends, exactly where the reference does.
     """
     model.set_weights(keras().models.clone_model(model).get_weights())
@@ -119,56 +118,6 @@ def compile_happy(model: Any) -> None:
 def compile_signs(model: Any) -> None:
     _fresh_start(model)
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-
-
-def happy_train_and_score(model: Any, data: tuple[np.ndarray, ...], budget: TrainingBudget) -> dict[str, float]:
-    """keras_checks.train_and_score for a one-unit sigmoid output (whose argmax is always 0, so that
-    function's accuracy cannot be used): a prediction is "happy" when the output is above 0.5.
-
-    As there, accuracy uses BatchNormalization's batch statistics (training=True), in batches of
-    `budget.batch_size`: after a budget of a few epochs its moving statistics have not converged
-    (momentum 0.99), and inference-mode accuracy would mostly measure that.
-    """
-    import tensorflow as tf
-
-    X_train, Y_train, X_test, Y_test = data
-    tf.config.experimental.enable_tensor_float_32_execution(False)  # same numbers on GPU as on CPU
-    keras().utils.set_random_seed(budget.seed)
-    subset = np.random.RandomState(budget.seed).permutation(len(X_train))[:budget.train_examples]
-    compile_happy(model)
-    model.fit(X_train[subset], Y_train[subset], epochs=budget.epochs, batch_size=budget.batch_size,
-              shuffle=True, verbose=0)
-    return {"train_accuracy": _binary_accuracy(model, X_train[subset], Y_train[subset], budget.batch_size),
-            "test_accuracy": _binary_accuracy(model, X_test, Y_test, budget.batch_size)}
-
-
-def _binary_accuracy(model: Any, X: np.ndarray, Y: np.ndarray, batch_size: int) -> float:
-    hits = 0
-    for start in range(0, len(X), batch_size):
-        out = np.asarray(model(X[start:start + batch_size], training=True)).reshape(-1)
-        hits += int(np.sum((out > 0.5) == (Y[start:start + batch_size].reshape(-1) > 0.5)))
-    return hits / len(X)
-
-
-def happy_trains_like_reference(student: Student, ctx: Context) -> None:
-    """keras_checks.trains_like_reference, with happy_train_and_score's accuracy."""
-    budget = TrainingBudget(**ctx.params["training_happy"])
-    where = f"on input {call_text('happyModel', HAPPY_CASE)}"
-    if ctx.data is None:
-        raise Failure("no training data was given to the grader")
-    try:
-        happy_structure(student, ctx)
-    except Failure as exc:
-        raise Failure(f"not trained, the model must first pass its other checks: {exc}") from None
-    model = student_model(student, "happyModel", HAPPY_CASE)
-    data = load_happy(ctx.data)
-    key = [budget.key(), data_digest(ctx.data), "happy: output > 0.5, batch statistics, fresh start"]
-    expected = cached_scores(CACHE, key, lambda: happy_train_and_score(ref.happyModel(), data, budget))
-    got = happy_train_and_score(model, data, budget)["test_accuracy"]
-    if got < expected["test_accuracy"] - budget.margin:
-        raise Failure(f"{where}: trained by the grader ({budget.epochs} epochs on {budget.train_examples} "
-                      f"pictures, binary cross-entropy, Adam), test accuracy {got:.3f}; the reference reaches "
-                      f"{expected['test_accuracy']:.3f} under the same budget (allowed margin {budget.margin:g})")
 
 
 # -- checks ---------------------------------------------------------------------------------------
@@ -248,7 +197,10 @@ CHECKS: dict[str, list[Check]] = {
         Check("parameter counts", run=built("happyModel", HAPPY_CASE, same_parameter_counts(
             "happyModel", happy_reference, HAPPY_CASE))),
         Check("forward pass", run=forward_pass("happyModel", happy_reference, HAPPY_CASE, HAPPY_INPUT)),
-        Check("training", run=happy_trains_like_reference),
+        # One sigmoid unit: the grader's accuracy counts an output above 0.5 as "happy" (keras_checks.predicted_right).
+        Check("training", run=trains_like_reference(
+            "happyModel", ref.happyModel, HAPPY_CASE, "training_happy", load_happy, compile_happy, cache=CACHE,
+            precondition=happy_structure)),
     ],
     "convolutional_model": [
         Check("architecture", public=True, run=signs_structure),
