@@ -7,6 +7,7 @@ notebook expects beside it, and the kernel-side prelude it needs.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import tomllib
 from dataclasses import dataclass, field
@@ -114,16 +115,20 @@ class DataSpec:
         return folder, files
 
     def _standins(self) -> Path:
-        cache = DATA_CACHE / self.root.name / "standin"
+        """The stand-ins' folder in the data cache, named for the script's content: a changed
+        script makes them anew instead of leaving old files in use (a module the script imports
+        is not part of the name)."""
+        if not self.make:
+            raise SpecError(f"{self.root.name} needs its data: pass --data DIR"
+                            + "".join(f" --data-file {f.name}=FILE" for f in self.files))
+        script = self.root / self.make
+        cache = DATA_CACHE / self.root.name / f"standin-{hashlib.sha256(script.read_bytes()).hexdigest()[:12]}"
         if not (cache / ".complete").exists():
-            if not self.make:
-                raise SpecError(f"{self.root.name} needs its data: pass --data DIR"
-                                + "".join(f" --data-file {f.name}=FILE" for f in self.files))
             import subprocess
             import sys
 
             cache.mkdir(parents=True, exist_ok=True)
-            subprocess.run([sys.executable, str(self.root / self.make), "--out", str(cache)], check=True,
+            subprocess.run([sys.executable, str(script), "--out", str(cache)], check=True,
                            stdout=subprocess.DEVNULL)
             (cache / ".complete").touch()
         return cache

@@ -103,7 +103,7 @@ def test_stand_ins_are_made_once_and_placed_beside_the_notebook_and_in_its_home(
     assert result.tests[0].status == "passed", result.tests[0].output
     # Under bwrap the data is bound read-only; without a sandbox each kernel gets its own copies.
     assert result.tests[1].status == ("passed" if sandbox == "bwrap" else "failed")
-    assert (tmp_path / "cache" / "data_exercise" / "standin" / ".complete").exists()
+    assert len(list((tmp_path / "cache" / "data_exercise").glob("standin-*/.complete"))) == 1
 
 
 def test_the_instructors_copies_replace_the_stand_ins(exercise, notebook, tmp_path):
@@ -133,3 +133,14 @@ def test_a_data_file_placed_outside_the_kernels_folders_is_refused(tmp_path):
     (root / "checks.py").write_text(textwrap.dedent(CHECKS))
     with pytest.raises(spec.SpecError, match="placed outside the kernel's folders"):
         spec.load_exercise(str(root))
+
+
+def test_stand_ins_are_made_once_per_version_of_their_script(exercise):
+    folder, files = exercise.data.resolve()
+    assert (folder / "a.txt").read_text() == "folder stand-in"
+    (folder / "a.txt").write_text("kept")  # made once: resolving again reuses the cache
+    assert (exercise.data.resolve()[0] / "a.txt").read_text() == "kept"
+    script = exercise.data.root / exercise.data.make
+    script.write_text(script.read_text().replace("folder stand-in", "new stand-in"))
+    again, _ = exercise.data.resolve()
+    assert again != folder and (again / "a.txt").read_text() == "new stand-in"
