@@ -93,9 +93,12 @@ def same_parameter_counts(function: str, reference: Callable[[], Any], case: Cas
 
 
 def computes_like_reference(function: str, reference: Callable[[], Any], case: Case, inputs: np.ndarray,
-                            rtol: float = 1e-4, atol: float = 1e-5) -> Callable[[Student, Context], None]:
+                            rtol: float = 1e-4, atol: float = 1e-5,
+                            likely: str = "a layer is applied to the wrong tensor (e.g. the shortcut), though every "
+                                          "layer is the right kind") -> Callable[[Student, Context], None]:
     """With the reference's weights copied in, the student's model gives the reference's outputs
-    (training=True: batch statistics). Catches wiring that structure and counts cannot see."""
+    (training=True: batch statistics). Catches wiring that structure and counts cannot see;
+    `likely` is the feedback's guess at the cause, which depends on the exercise's model."""
     def run(student: Student, ctx: Context) -> None:
         model, expected_model = student_model(student, function, case), reference()
         try:
@@ -110,8 +113,7 @@ def computes_like_reference(function: str, reference: Callable[[], Any], case: C
         if not np.allclose(got, expected, rtol=rtol, atol=atol):
             worst = float(np.max(np.abs(got - expected)))
             raise Failure(f"on input {call_text(function, case)}: with the reference's weights, the model computes "
-                          f"something else (largest difference {worst:.3g} on {len(inputs)} fixed images): a layer "
-                          "is applied to the wrong tensor (e.g. the shortcut), though every layer is the right kind")
+                          f"something else (largest difference {worst:.3g} on {len(inputs)} fixed images): {likely}")
     return run
 
 

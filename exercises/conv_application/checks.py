@@ -154,23 +154,15 @@ _other_structure = built("convolutional_model", OTHER_CASE, same_structure(
 _other_counts = same_parameter_counts("convolutional_model", other_reference, OTHER_CASE)
 
 
-# computes_like_reference's explanation is written for resnet50's graph (a shortcut added to the
-# wrong tensor). Here the likely cause is a layer's setting that the summary shows too (an
-# activation), so the feedback says that instead.
-_WIRING_HINT = "a layer is applied to the wrong tensor (e.g. the shortcut), though every layer is the right kind"
+# computes_like_reference's default guess at the cause is written for resnet50's graph (a shortcut
+# added to the wrong tensor). Here the likely cause is a layer's setting that the summary shows too
+# (an activation).
 _FORWARD_HINT = "a layer's setting differs (e.g. its activation), or a layer is applied to the wrong tensor"
 
 
 def forward_pass(function: str, reference: Callable[[], Any], case: Case, inputs: np.ndarray
                  ) -> Callable[[Student, Context], None]:
-    check = built(function, case, computes_like_reference(function, reference, case, inputs))
-
-    def run(student: Student, ctx: Context) -> None:
-        try:
-            check(student, ctx)
-        except Failure as exc:
-            raise Failure(str(exc).replace(_WIRING_HINT, _FORWARD_HINT)) from None
-    return run
+    return built(function, case, computes_like_reference(function, reference, case, inputs, likely=_FORWARD_HINT))
 
 
 def other_input_shape(student: Student, ctx: Context) -> None:
