@@ -136,7 +136,7 @@ def test_a_data_file_placed_outside_the_kernels_folders_is_refused(tmp_path):
 
 
 def test_stand_ins_are_made_once_per_version_of_their_script(exercise):
-    folder, files = exercise.data.resolve()
+    folder, _ = exercise.data.resolve()
     assert (folder / "a.txt").read_text() == "folder stand-in"
     (folder / "a.txt").write_text("kept")  # made once: resolving again reuses the cache
     assert (exercise.data.resolve()[0] / "a.txt").read_text() == "kept"
