@@ -24,7 +24,7 @@ from grader.report import print_report
 USAGE_ERROR = 2
 BELOW_THRESHOLD = 1
 LIMIT_OPTIONS = ("cell_timeout", "notebook_timeout", "call_timeout", "grading_timeout", "memory_mb", "processes",
-                 "file_size_mb", "open_files", "cpu_seconds")
+                 "file_size_mb", "disk_mb", "output_mb", "open_files", "cpu_seconds")
 
 
 class UsageError(Exception):
@@ -37,9 +37,12 @@ def add_limits(p: argparse.ArgumentParser) -> None:
     limits.add_argument("--notebook-timeout", type=float, help="seconds for all of the notebook's cells")
     limits.add_argument("--call-timeout", type=float, help="seconds per call of a graded function")
     limits.add_argument("--grading-timeout", type=float, help="seconds for all calls after the notebook ran")
-    limits.add_argument("--memory-mb", type=int, help="kernel address space")
-    limits.add_argument("--processes", type=int, help="processes of the kernel's user (bwrap, as root)")
+    limits.add_argument("--memory-mb", type=int,
+                        help="memory of the whole sandbox (cgroup), and address space of each of its processes")
+    limits.add_argument("--processes", type=int, help="processes and threads of the whole sandbox")
     limits.add_argument("--file-size-mb", type=int, help="largest file the kernel may write; also its /tmp size")
+    limits.add_argument("--disk-mb", type=int, help="all files of the submission's scratch folder together")
+    limits.add_argument("--output-mb", type=float, help="everything the kernel sends over Jupyter in a session")
     limits.add_argument("--open-files", type=int, help="open files of the kernel")
     limits.add_argument("--cpu-seconds", type=int, help="CPU time of the kernel")
 

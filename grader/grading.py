@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Mapping
+
+import nbformat
 
 from . import notebook
 from .checks import Check, Context, Failure
@@ -21,7 +22,8 @@ from .probe import ProbeError
 from .device import device_files, environment
 from .device import kernel_env as device_env
 from .results import SubmissionResult, TestResult
-from .sandbox import KERNEL_HOME, SUBMISSION_NAME
+from .sandbox import KERNEL_HOME, SUBMISSION_NAME, Sandbox
+from .scratch import make_scratch
 from .spec import Exercise, Item, Limits
 
 
@@ -43,14 +45,18 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
     except notebook.Ungradable as exc:
         return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score, error=str(exc))
     data_dir, files = exercise.data.resolve(data, data_files) if exercise.data else (None, {})
-    with tempfile.TemporaryDirectory(prefix="convgrade-") as scratch:
-        workdir, exchange = _prepare(Path(scratch), exercise, path, data_dir, files)
+    # Everything the sandbox writes lives on a filesystem of disk_mb (a tmpfs as root), removed
+    # without following links or recursing, whatever the kernel left there.
+    with make_scratch(limits.disk_mb * 1024 * 1024) as space:
+        scratch = space.path
         timings: dict[str, float] = {}
+        box = None
         try:
             clock = time.monotonic()
-            with KernelSession(nb, workdir, exchange, limits, exercise.prelude, sandbox,
-                               env={**exercise.kernel_env, **device_env(device)}, skip_cells=exercise.skip_cells,
-                               devices=device_files(device)) as kernel:
+            _prepare(scratch, exercise, nb, data_dir, files)
+            box = Sandbox(sandbox, scratch, limits, {**exercise.kernel_env, **device_env(device)},
+                          device_files(device))
+            with KernelSession(nb, box, limits, exercise.prelude, skip_cells=exercise.skip_cells) as kernel:
                 timings["kernel_start"] = _lap(clock)
                 clock = time.monotonic()
                 run = kernel.run_notebook()
@@ -69,10 +75,14 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
                                     error=f"internal grader error ({type(exc).__name__}: {exc}); "
                                           "please report it with this notebook",
                                     duration_s=round(time.monotonic() - started, 2))
+        finally:
+            if box is not None:
+                box.close()
     result = SubmissionResult(str(path), "graded", round(sum(t.score for t in tests), 2), exercise.max_score,
                               tests=tests, duration_s=round(time.monotonic() - started, 2),
                               notebook_errors=[_describe_cell(c) for c in run.errors()]
-                              + [f"cell {i}: not run, the notebook's time limit was reached" for i in run.skipped],
+                              + [f"cell {i}: not run, the notebook's time limit was reached" for i in run.skipped]
+                              + run.notes,
                               timings=timings, environment=environment(device))
     return result
 
@@ -81,16 +91,17 @@ def _lap(since: float) -> float:
     return round(time.monotonic() - since, 3)
 
 
-def _prepare(scratch: Path, exercise: Exercise, path: Path, data_dir: Path | None,
-             files: Mapping[str, Path]) -> tuple[Path, Path]:
-    """The kernel's working folder (submission copy, helpers, data) and the call exchange folder.
+def _prepare(scratch: Path, exercise: Exercise, nb: nbformat.NotebookNode, data_dir: Path | None,
+             files: Mapping[str, Path]) -> None:
+    """The kernel's folders in `scratch` (see sandbox.py): work/ (the notebook as graded, the
+    helpers, the data), home/ and exchange/.
 
     Data files go where the spec places them: beside the notebook, or under the kernel's home
     (scratch/home, see sandbox.KERNEL_HOME) for "~/..." places.
     """
-    workdir, exchange = scratch / "work", scratch / "exchange"
-    workdir.mkdir()
-    exchange.mkdir()
+    workdir = scratch / "work"
+    for folder in (workdir, scratch / "exchange", scratch / KERNEL_HOME):
+        folder.mkdir()
     if exercise.helpers and exercise.helpers.is_dir():
         for helper in exercise.helpers.iterdir():
             if helper.is_file():
@@ -104,8 +115,8 @@ def _prepare(scratch: Path, exercise: Exercise, path: Path, data_dir: Path | Non
                 target = scratch / KERNEL_HOME / place[2:] if place.startswith("~/") else workdir / place
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(files[spec.name], target)
-    shutil.copy2(path, workdir / SUBMISSION_NAME)
-    return workdir, exchange
+    # The notebook as it was read and graded (not the file again: it may have changed since).
+    (workdir / SUBMISSION_NAME).write_text(nbformat.writes(nb), encoding="utf-8")
 
 
 def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: NotebookRun, nb, ctx: Context,
@@ -129,6 +140,14 @@ def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: Note
         except KernelFault as exc:
             fault = f"{item.name}: {exc.cause}"
             tests.append(TestResult(name, 0.0, max_score, "failed", fault))
+        except Exception as exc:  # anything else (a grader bug, an odd answer): this check fails, alone
+            try:
+                cause = " ".join(str(exc).split())
+            except Exception:  # an exception that cannot even say what it is
+                cause = ""
+            cause = f"{type(exc).__name__}: {cause[:500]}{'...' if len(cause) > 500 else ''}" if cause \
+                else type(exc).__name__
+            tests.append(TestResult(name, 0.0, max_score, "failed", f"this check could not be completed: {cause}"))
         else:
             tests.append(TestResult(name, max_score, max_score, "passed", ""))
         finally:

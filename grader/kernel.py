@@ -8,28 +8,37 @@ the cells that ran cleanly are replayed, so one fatal call costs only that call.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
 from typing import Any
 
 import nbformat
+import zmq
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from . import probe
 from .kernel_side import source as kernel_side_source
-from .sandbox import kernel_manager
+from .sandbox import Sandbox
+from .scratch import remove_tree
 from .spec import Limits
 
 TIMEOUT_ENAME = "CellTimeoutError"
 MAX_CELL_OUTPUT_BYTES = 256 * 1024
+# Jupyter messages: the largest one the grader accepts (a larger one drops its connection) and
+# how many may wait unread on a socket: what the kernel can make the grader hold at once.
+MAX_MESSAGE_BYTES = 16 << 20
+MAX_QUEUED_MESSAGES = 32
 
 
 class KernelFault(BaseException):
@@ -51,13 +60,61 @@ class CellRun:
 class NotebookRun:
     cells: list[CellRun] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)   # not run: the notebook's time was up
+    notes: list[str] = field(default_factory=list)     # e.g. the session's output limit was reached
 
     def errors(self) -> list[CellRun]:
         return [c for c in self.cells if c.error or c.fatal]
 
 
+def message_size(content: Any, buffers: list | None = None) -> int:
+    """About how many bytes a Jupyter message's content holds (strings, keys, buffers)."""
+    total, stack = sum(len(b) for b in buffers or ()), [content]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str | bytes | bytearray | memoryview):
+            total += len(node)
+        elif isinstance(node, dict):
+            stack += node.keys()
+            stack += node.values()
+        elif isinstance(node, list | tuple):
+            stack += node
+        else:
+            total += 8
+    return total
+
+
+class OutputBudget:
+    """What the kernel may send over iopub in a whole session (all cells, restarts, replays)."""
+
+    def __init__(self, limit_bytes: int):
+        self.limit = limit_bytes
+        self.left = limit_bytes
+
+    def take(self, size: int) -> bool:
+        """Spend `size` bytes; False once the budget is gone (the message is then dropped)."""
+        self.left -= size
+        return self.left >= 0
+
+    @property
+    def spent(self) -> bool:
+        return self.left < 0
+
+
 class _CappedClient(NotebookClient):
-    """nbclient with a cap on what one cell's outputs may hold in memory."""
+    """nbclient with caps on what the kernel's messages may make it hold.
+
+    Per cell: the outputs stored for one cell. Per session (`budget`): every iopub message
+    but status (streams, display data and updates, comm messages, results) is counted, and
+    once the budget is spent, dropped unprocessed. Widget state is not kept at all.
+    """
+
+    budget: OutputBudget
+
+    def process_message(self, msg, cell, cell_index):  # type: ignore[override]
+        if msg.get("msg_type") != "status":
+            if not self.budget.take(message_size(msg.get("content"), msg.get("buffers"))):
+                return None
+        return super().process_message(msg, cell, cell_index)
 
     def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
         size = sum(len(str(o)) for o in outs)
@@ -68,32 +125,40 @@ class _CappedClient(NotebookClient):
         return super().output(outs, msg, display_id, cell_index)
 
 
-class KernelSession:
-    """The kernel of one submission. Use as a context manager."""
+def _bound_messages(context: Any) -> None:
+    """Defaults for every socket the context makes from now on (set before connecting)."""
+    context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    context.setsockopt(zmq.RCVHWM, MAX_QUEUED_MESSAGES)
 
-    def __init__(self, nb: nbformat.NotebookNode, workdir: Path, exchange: Path, limits: Limits,
-                 prelude: tuple[str, ...] = (), sandbox: str = "none", env: dict[str, str] | None = None,
-                 skip_cells: tuple[str, ...] = (), devices: list[str] | None = None):
+
+class KernelSession:
+    """The kernel of one submission. Use as a context manager.
+
+    Time: the notebook phase has `notebook_timeout`, the calls after it `grading_timeout`
+    (from the first call); a restart and its replay count against the deadline of the phase
+    they happen in, so no kernel can buy time by dying.
+    """
+
+    def __init__(self, nb: nbformat.NotebookNode, sandbox: Sandbox, limits: Limits,
+                 prelude: tuple[str, ...] = (), skip_cells: tuple[str, ...] = ()):
         self.nb = nb
-        self.workdir = workdir
-        self.exchange = exchange
+        self.sandbox = sandbox
+        self.exchange = sandbox.exchange
         self.limits = limits
         # Kernel-side code run before the notebook: the probe runtime, then the exercise's
         # prelude (names of grader/kernel_side modules, or source texts of the exercise's own).
         self.prelude = (kernel_side_source("probe_runtime"),
                         *(kernel_side_source(p) if p.isidentifier() else p for p in prelude))
-        self.sandbox = sandbox
-        self.env = env or {}
-        self.devices = devices or []
         self.skip = [re.compile(pattern) for pattern in skip_cells]
         self.restarts = 0
+        self.output = OutputBudget(int(limits.output_mb * 1024 * 1024))
         self._clean_cells: list[int] = []
         self._client: NotebookClient | None = None
         self._km = None
         self._kc = None
-        self._log = None
         self._last_error: str | None = None
         self._gone: str | None = None      # why the kernel is beyond restarting
+        self._deadline: float | None = None  # of the current phase (notebook, then calls)
         self._calls_deadline: float | None = None  # set when the first call is made
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -104,20 +169,32 @@ class KernelSession:
     def __exit__(self, *exc: object) -> None:
         self._stop()
 
+    def _left(self, cap: float) -> float:
+        """Seconds an operation may take: `cap`, or less if the phase's deadline is nearer."""
+        return cap if self._deadline is None else min(cap, self._deadline - time.monotonic())
+
     def _start(self) -> None:
-        km, start_kwargs = kernel_manager(self.sandbox, self.workdir, self.exchange, self.limits, self.env,
-                                          self.devices)
-        self._log = start_kwargs.get("stderr")
-        run_sync(km.start_kernel)(**start_kwargs)
+        km, start_kwargs = self.sandbox.kernel_manager()
         self._km = km
+        _bound_messages(km.context)
+        run_sync(km.start_kernel)(**start_kwargs)
+        startup = self._left(60)
+        until = time.monotonic() + startup
+        while not self.sandbox.sockets_ready(km):  # connect only to what this start's kernel bound
+            if time.monotonic() > until or not run_sync(km.is_alive)():
+                raise RuntimeError("the kernel did not start")
+            time.sleep(0.02)
+        self.sandbox.seal(km)
         client = _CappedClient(self.nb, km=km, allow_errors=True, interrupt_on_timeout=True,
                                error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "", "traceback": []},
                                timeout=int(self.limits.cell_timeout), startup_timeout=60,
-                               iopub_timeout=5, record_timing=False)
+                               iopub_timeout=5, record_timing=False, store_widget_state=False)
+        client.budget = self.output
         client.on_cell_error = self._on_cell_error
         client.kc = km.client()
+        _bound_messages(client.kc.context)
         client.kc.start_channels()
-        run_sync(client.kc.wait_for_ready)(timeout=60)
+        run_sync(client.kc.wait_for_ready)(timeout=max(1.0, self._left(60)))
         self._kc = client.kc
         self._client = client
         for code in self.prelude:
@@ -126,30 +203,41 @@ class KernelSession:
     def _stop(self) -> None:
         if self._kc is not None:
             self._kc.stop_channels()
+            self._kc.context.destroy(linger=0)
         if self._km is not None:
             try:
                 run_sync(self._km.shutdown_kernel)(now=True)
             except Exception:
                 pass
-        if self._log is not None:
-            self._log.close()
-        self._client = self._km = self._kc = self._log = None
+        self.sandbox.release()
+        self._client = self._km = self._kc = None
 
     def _restart(self, cause: str) -> None:
         """Replace a dead or stuck kernel and replay the cells that ran cleanly.
 
-        After max_restarts, or if the replay itself kills the kernel, the session is
-        gone: every later call fails at once with the reason (never a crash, never a pass).
+        After max_restarts, when the phase's time is up, or if the replay itself kills the
+        kernel, the session is gone: every later call fails at once with the reason (never a
+        crash, never a pass).
         """
         self._stop()
         self.restarts += 1
         if self.restarts > self.limits.max_restarts:
             self._gone = f"{cause}; the kernel was restarted {self.limits.max_restarts} times, giving up"
             raise KernelFault(self._gone)
+        index = None
         try:
+            if self._left(1.0) < 1.0:
+                raise TimeoutError("no time was left to restart it")
             self._start()
             for index in self._clean_cells:
+                left = self._left(self.limits.cell_timeout)
+                if left < 1:
+                    raise TimeoutError(f"the time limit was reached while replaying cell {index}")
+                self._client.timeout = int(left)
+                self._last_error = None
                 self._client.execute_cell(self.nb.cells[index], index)
+                if self._last_error == TIMEOUT_ENAME:
+                    raise TimeoutError(f"replaying cell {index} ran out of time")
         except DeadKernelError:
             self._stop()
             self._gone = f"{cause}; the kernel died again while replaying cell {index}"
@@ -198,7 +286,7 @@ class KernelSession:
     def run_notebook(self) -> NotebookRun:
         """Run every code cell in order, within the per-cell and per-notebook time limits."""
         run = NotebookRun()
-        deadline = time.monotonic() + self.limits.notebook_timeout
+        deadline = self._deadline = time.monotonic() + self.limits.notebook_timeout
         for index, cell in enumerate(self.nb.cells):
             if cell.cell_type != "code" or not cell.source.strip():
                 continue
@@ -231,6 +319,9 @@ class KernelSession:
                 # before its error. Cells that killed the kernel or timed out are not replayed.
                 self._clean_cells.append(index)
             run.cells.append(record)
+        if self.output.spent:
+            run.notes.append(f"the notebook's output passed the output limit ({self.limits.output_mb:g} MB for the "
+                             "whole session): the rest was dropped")
         return run
 
     def _on_cell_error(self, cell: Any, cell_index: int, execute_reply: dict) -> None:
@@ -247,6 +338,9 @@ class KernelSession:
         code = proc.poll() if proc is not None else None
         if code is None:
             return "cause unknown"
+        if self.sandbox.memory_killed():
+            return (f"killed: the sandbox's processes together passed the memory limit "
+                    f"({self.limits.memory_mb} MB)")
         if code < 0:
             return self._describe_signal(-code)
         if code > 128 and code - 128 in signal.Signals._value2member_map_:  # bwrap reports 128 + signal
@@ -266,12 +360,9 @@ class KernelSession:
         Raises probe.ProbeError for a protocol violation, KernelFault if the call hung or
         killed the kernel (after which the kernel has been restarted for the next call).
         """
-        call_dir = self._call_dir()
-        probe.write_call(call_dir, function, args, kwargs or {})
-        self._execute_call(call_dir, f"{function}()")
-        if call_dir.is_symlink() or not call_dir.is_dir():
-            raise probe.ProbeError("the call's folder was tampered with")
-        return probe.read_result(call_dir, int(self.limits.max_result_mb * 1024 * 1024))
+        with self._call_folder(lambda staged: probe.write_call(staged, function, args, kwargs or {})) as (path, folder):
+            self._execute_call(path, f"{function}()")
+            return probe.read_result(folder, int(self.limits.max_result_mb * 1024 * 1024))
 
     def call_many(self, function: str, calls: list[tuple[tuple, dict]]) -> list[Any]:
         """Many calls of `function` in one round trip (see call()).
@@ -279,31 +370,45 @@ class KernelSession:
         The whole batch gets one call's time limit: callers fall back to call() on a fault,
         which then finds the input at fault (and a slow but correct function still passes).
         """
-        call_dir = self._call_dir()
-        probe.write_batch(call_dir, function, calls)
-        self._execute_call(call_dir, f"{function}() on {len(calls)} inputs")
-        if call_dir.is_symlink() or not call_dir.is_dir():
-            raise probe.ProbeError("the call's folder was tampered with")
-        return probe.read_batch(call_dir, len(calls), int(self.limits.max_result_mb * 1024 * 1024))
+        with self._call_folder(lambda staged: probe.write_batch(staged, function, calls)) as (path, folder):
+            self._execute_call(path, f"{function}() on {len(calls)} inputs")
+            return probe.read_batch(folder, len(calls), int(self.limits.max_result_mb * 1024 * 1024))
 
     def defined(self, names: list[str]) -> set[str]:
         """Which of `names` are defined in the kernel's namespace now (functions or variables)."""
-        call_dir = self._call_dir()
-        probe.write_call(call_dir, "", (), {}, query={"defined": list(names)})
-        self._execute_call(call_dir, "looking up the graded functions")
-        value = probe.read_result(call_dir, 1 << 16)
+        query = {"defined": list(names)}
+        with self._call_folder(lambda staged: probe.write_call(staged, "", (), {}, query=query)) as (path, folder):
+            self._execute_call(path, "looking up the graded functions")
+            value = probe.read_result(folder, 1 << 16)
         if not isinstance(value, list):
             raise probe.ProbeError("the lookup answer has the wrong form")
         return {n for n in value if isinstance(n, str)} & set(names)
 
-    def _call_dir(self) -> Path:
-        """A fresh, unguessable folder for one call, writable by the kernel's user."""
-        call_dir = self.exchange / uuid.uuid4().hex
-        call_dir.mkdir()
-        owner = getattr(self._km, "kernel_owner", None)
-        if owner is not None:
-            os.chown(call_dir, owner, owner)
-        return call_dir
+    @contextmanager
+    def _call_folder(self, fill: Callable[[Path], None]) -> Iterator[tuple[Path, probe.AnswerFolder]]:
+        """A fresh, unguessable folder for one call: made and filled where the kernel cannot
+        reach (staging/), held by a descriptor, given to the kernel's user by that descriptor,
+        then moved into exchange/. Answers are read through the descriptor only."""
+        name = uuid.uuid4().hex
+        staged = self.sandbox.staging / name
+        staged.mkdir(mode=0o700)
+        folder = probe.AnswerFolder(staged)
+        try:
+            try:
+                fill(staged)
+            except OSError as exc:  # the kernel filled the disk: use the grader's reserve, once
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not self.sandbox.free_reserve():
+                    raise KernelFault(f"the submission's files fill its disk space ({self.limits.disk_mb} MB): "
+                                      "the grader could not write the call's inputs") from None
+                fill(staged)
+            owner = self.sandbox.kernel_owner
+            if owner is not None:
+                os.fchown(folder.fd, owner, owner)
+            os.rename(staged, self.exchange / name)
+            yield self.exchange / name, folder
+        finally:
+            folder.close()
+            remove_tree(self.exchange / name)  # links are removed, not followed
 
     def _execute_call(self, call_dir: Path, what: str) -> None:
         if self._gone:

@@ -9,8 +9,11 @@ writes is ever executed or unpickled, and no kernel-side object is trusted.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,14 @@ MAX_MODEL_JSON_BYTES = 32 << 20
 
 class ProbeError(Exception):
     """The kernel's answer broke the protocol (missing, malformed, oversize, unsafe)."""
+
+
+class _Missing(ProbeError):
+    pass
+
+
+class _TooLarge(ProbeError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -106,41 +117,114 @@ def _encode(value: Any, call_dir: Path, files: list[str]) -> Any:
     raise TypeError(f"cannot send {type(value).__name__} to the kernel")
 
 
-def read_result(call_dir: Path, max_bytes: int) -> Any:
+class AnswerFolder:
+    """A call's folder, held by a directory descriptor opened when the grader made it.
+
+    The kernel can write in the folder and rename it, but not make the grader follow a
+    link: each answer file is opened relative to this descriptor with O_NOFOLLOW (and
+    O_NONBLOCK, so that a FIFO cannot block), checked with fstat to be a regular file within
+    its size limit, and read once, from that same descriptor.
+    """
+
+    def __init__(self, folder: Path | int):
+        if isinstance(folder, int):
+            self.fd = folder
+        else:
+            self.fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+    def read(self, name: str, limit: int) -> bytes:
+        """The bytes of the regular file `name` (no link, FIFO or device), at most `limit`."""
+        if "/" in name or name in ("", ".", ".."):
+            raise ProbeError("the result names an unexpected file")
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self.fd)
+        except FileNotFoundError:
+            raise _Missing(f"the result file {name} is missing") from None
+        except OSError as exc:  # a link (ELOOP), a folder, ...
+            raise ProbeError(f"the result file {name} is not a regular file ({exc.strerror})") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ProbeError(f"the result file {name} is not a regular file")
+            if info.st_size > limit:
+                raise _TooLarge("the returned values are too large")
+            chunks, left = [], limit + 1
+            while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+                chunks.append(chunk)
+                left -= len(chunk)
+            data = b"".join(chunks)
+            if len(data) > limit:  # grown since fstat
+                raise _TooLarge("the returned values are too large")
+            return data
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> "AnswerFolder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _folder(call_dir: Path | AnswerFolder) -> AnswerFolder:
+    return call_dir if isinstance(call_dir, AnswerFolder) else AnswerFolder(call_dir)
+
+
+def read_result(call_dir: Path | AnswerFolder, max_bytes: int) -> Any:
     """Parse the kernel's answer in call_dir.
 
     Returns the decoded value, or a StudentException if the student's function raised.
     Raises ProbeError if the answer is missing or breaks the protocol.
     """
-    return _answer(_read_doc(call_dir), call_dir, [max_bytes])
-
-
-def read_batch(call_dir: Path, count: int, max_bytes: int) -> list[Any]:
-    """Parse the answer to write_batch: one value (or StudentException) per call, in order."""
-    doc = _read_doc(call_dir)
-    answers = doc.get("batch")
-    if not isinstance(answers, list) or len(answers) != count:
-        raise ProbeError("the batch answer has the wrong form")
-    budget = [max_bytes]
-    return [_answer(a, call_dir, budget) for a in answers]
-
-
-def _read_doc(call_dir: Path) -> dict:
-    out = call_dir / "out.json"
-    if not out.is_file() or out.is_symlink():
-        raise ProbeError("the function did not return (no result was written)")
-    if out.stat().st_size > MAX_JSON_BYTES:
-        raise ProbeError("the result description is too large")
+    folder = _folder(call_dir)
     try:
-        doc = json.loads(out.read_text(encoding="utf-8"))
+        return _answer(_read_doc(folder), folder, [max_bytes])
+    finally:
+        if folder is not call_dir:
+            folder.close()
+
+
+def read_batch(call_dir: Path | AnswerFolder, count: int, max_bytes: int) -> list[Any]:
+    """Parse the answer to write_batch: one value (or StudentException) per call, in order."""
+    folder = _folder(call_dir)
+    try:
+        doc = _read_doc(folder)
+        answers = doc.get("batch")
+        if not isinstance(answers, list) or len(answers) != count:
+            raise ProbeError("the batch answer has the wrong form")
+        budget = [max_bytes]
+        return [_answer(a, folder, budget) for a in answers]
+    finally:
+        if folder is not call_dir:
+            folder.close()
+
+
+def _parse_json(data: bytes, what: str) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProbeError(f"the result could not be parsed ({exc})") from None
+        raise ProbeError(f"{what} could not be parsed ({exc})") from None
+    except RecursionError:
+        raise ProbeError(f"{what} is nested too deeply") from None
+
+
+def _read_doc(folder: AnswerFolder) -> dict:
+    try:
+        data = folder.read("out.json", MAX_JSON_BYTES)
+    except _Missing:
+        raise ProbeError("the function did not return (no result was written)") from None
+    except _TooLarge:
+        raise ProbeError("the result description is too large") from None
+    doc = _parse_json(data, "the result")
     if not isinstance(doc, dict):
         raise ProbeError("the result has the wrong form")
     return doc
 
 
-def _answer(doc: Any, call_dir: Path, budget: list[int]) -> Any:
+def _answer(doc: Any, call_dir: AnswerFolder, budget: list[int]) -> Any:
     if not isinstance(doc, dict) or "ok" not in doc:
         raise ProbeError("the result has the wrong form")
     if not doc["ok"]:
@@ -152,7 +236,7 @@ def _answer(doc: Any, call_dir: Path, budget: list[int]) -> Any:
     return _decode(doc.get("value"), call_dir, budget, depth=0)
 
 
-def _decode(node: Any, call_dir: Path, budget: list[int], depth: int) -> Any:
+def _decode(node: Any, call_dir: AnswerFolder, budget: list[int], depth: int) -> Any:
     if depth > 10:
         raise ProbeError("the result is nested too deeply")
     if node is None or isinstance(node, bool | int | float | str):
@@ -180,34 +264,35 @@ def _decode(node: Any, call_dir: Path, budget: list[int], depth: int) -> Any:
     raise ProbeError("the result has an unknown element")
 
 
-def _result_file(call_dir: Path, name: Any, pattern: re.Pattern, budget: list[int], limit: int | None = None) -> Path:
-    """A file the answer names: an expected name, a regular file (no symlink), within budget."""
+def _result_file(call_dir: AnswerFolder, name: Any, pattern: re.Pattern, budget: list[int],
+                 limit: int | None = None) -> bytes:
+    """The bytes of a file the answer names: an expected name, a regular file, within budget."""
     if not isinstance(name, str) or not pattern.match(name):
         raise ProbeError("the result names an unexpected file")
-    path = call_dir / name
-    if path.is_symlink() or not path.is_file():
-        raise ProbeError(f"the result file {name} is missing")
-    size = path.stat().st_size
-    budget[0] -= size
-    if budget[0] < 0 or (limit is not None and size > limit):
-        raise ProbeError("the returned values are too large")
-    return path
+    data = call_dir.read(name, max(0, min(budget[0], limit if limit is not None else budget[0])))
+    budget[0] -= len(data)
+    return data
 
 
-def _load_model_config(call_dir: Path, name: Any, budget: list[int]) -> KerasModelConfig:
-    path = _result_file(call_dir, name, _MODEL_NAME, budget, MAX_MODEL_JSON_BYTES)
+def _load_model_config(call_dir: AnswerFolder, name: Any, budget: list[int]) -> KerasModelConfig:
+    data = _result_file(call_dir, name, _MODEL_NAME, budget, MAX_MODEL_JSON_BYTES)
     try:
-        text = path.read_text(encoding="utf-8")
-        json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
         raise ProbeError(f"the model description {name} is not valid JSON") from None
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        raise ProbeError(f"the model description {name} is not valid JSON") from None
+    except RecursionError:
+        raise ProbeError(f"the model description {name} is nested too deeply") from None
     return KerasModelConfig(text)
 
 
-def _load_array(call_dir: Path, name: Any, budget: list[int]) -> np.ndarray:
-    path = _result_file(call_dir, name, _OUTPUT_NAME, budget)
+def _load_array(call_dir: AnswerFolder, name: Any, budget: list[int]) -> np.ndarray:
+    data = _result_file(call_dir, name, _OUTPUT_NAME, budget)
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as exc:  # malformed .npy, object dtype (pickle refused), ...
         raise ProbeError(f"the result file {name} could not be read safely ({type(exc).__name__})") from None
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biufc":

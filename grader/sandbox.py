@@ -2,32 +2,55 @@
 
 `bwrap` (the default) starts the kernel inside bubblewrap: no network, its own PID,
 IPC and UTS namespaces, a fresh tmpfs /tmp, and a filesystem that holds only the
-system libraries, this Python and its packages (read-only), and the submission's
-scratch folder. The grader's source, reference/, tests, other submissions and the
-instructor's home are not there at all. Started as root, the kernel runs as nobody.
-`none` runs the kernel as this user with resource limits only.
+system libraries, this Python and its packages (read-only), and the few folders of
+the submission's scratch folder the kernel needs. The grader's source, reference/,
+tests, other submissions and the instructor's home are not there at all. Started as
+root, the kernel runs as nobody. `none` runs the kernel as this user with resource
+limits only.
 
-Both are a KernelManager whose command line is wrapped, so the rest of the grader
-does not know which one it talks to.
+The scratch folder is laid out so that the kernel can write only inside leaf folders,
+never in the folder that holds them:
+
+    scratch/             the grader's only; the kernel never sees it
+      kernel.log         the kernel's own stdout/stderr, opened once (O_EXCL, O_NOFOLLOW)
+      staging/           call folders are filled here, then moved into exchange/
+      work/              the notebook's folder (bound read-write; helpers and data read-only on top)
+      home/              the kernel's $HOME (read-write; data files read-only on top)
+      exchange/          call folders (read-write)
+      ipc-N/             the Jupyter connection file and sockets of the N-th kernel start
+                         (in a short folder of /tmp instead when the scratch path is long:
+                         socket paths are limited to 108 bytes)
+
+Everything the sandbox is built from (mounts, ownership, the log) is decided once by
+`Sandbox(...)`, before the student's code first runs, and reused verbatim on every
+restart: nothing the kernel wrote is listed, followed or chowned afterwards. Each start
+gets a fresh ipc-N folder that the grader makes, so a kernel cannot leave anything there
+for the next one.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, IO
 
 from jupyter_client.manager import AsyncKernelManager
 
+from . import cgroups, seccomp
+from .scratch import remove_tree
 from .spec import Limits
 
 MODES = ("bwrap", "none")
 SUBMISSION_NAME = "submission.ipynb"  # the submission's copy in the kernel's working folder
 KERNEL_HOME = "home"                  # the kernel's $HOME, in its scratch folder (e.g. ~/.keras/models)
 NOBODY = 65534
+CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
+RESERVE_BYTES = 32 << 20  # room kept for the grader's own writes in the scratch folder
 
 UNPROTECTED = ("--sandbox none: the student's code runs as you, with your files, your network and your "
                "environment; only memory, file size, open files and CPU time are limited. Use it only "
@@ -47,7 +70,13 @@ def check_available(mode: str) -> None:
 
 
 def rlimit_args(limits: Limits, *, processes: bool) -> list[str]:
-    """prlimit options for the kernel (inherited by everything it starts)."""
+    """prlimit options for the kernel (inherited by everything it starts).
+
+    processes: set RLIMIT_NPROC. It counts every process of the kernel's user in the kernel's
+    user namespace, so it is only meaningful where that user is the sandbox's alone: nobody
+    (as root), or the user namespace bwrap makes for an ordinary user (Linux >= 5.14 counts
+    processes per user namespace).
+    """
     mb = 1024 * 1024
     args = [
         f"--as={limits.memory_mb * mb}",
@@ -56,7 +85,6 @@ def rlimit_args(limits: Limits, *, processes: bool) -> list[str]:
         f"--cpu={limits.cpu_seconds}",
         "--core=0",
     ]
-    # RLIMIT_NPROC counts every process of the user: only meaningful for a user of its own.
     return args + [f"--nproc={limits.processes}"] if processes else args
 
 
@@ -65,7 +93,8 @@ class WrappedKernelManager(AsyncKernelManager):
 
     jupyter_client 8 ignores KernelManager.kernel_cmd, so the wrapping happens in
     format_kernel_cmd, the one place every start goes through (after the connection
-    file is written, so the sandbox can hand that file to the kernel's user).
+    file is written into the start's fresh ipc folder, so the sandbox can hand that
+    file to the kernel's user).
     """
 
     wrapper: list[str] = []
@@ -74,7 +103,7 @@ class WrappedKernelManager(AsyncKernelManager):
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)
         if self.kernel_owner is not None:
-            os.chown(self.connection_file, self.kernel_owner, self.kernel_owner)
+            os.chown(self.connection_file, self.kernel_owner, self.kernel_owner, follow_symlinks=False)
         return [*self.wrapper, *cmd]
 
 
@@ -89,8 +118,11 @@ def kernel_environment(sandboxed: bool, extra: dict[str, str] | None = None) -> 
         "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS", "1"),
     }
     if sandboxed:
+        # PYTHONNOUSERSITE: the home is the student's to write; a .pth file there must not run
+        # in the next kernel before the grader has connected to it.
         base = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
-                "MPLCONFIGDIR": "/tmp/.matplotlib", "IPYTHONDIR": "/tmp/.ipython", "TMPDIR": "/tmp"}
+                "MPLCONFIGDIR": "/tmp/.matplotlib", "IPYTHONDIR": "/tmp/.ipython", "TMPDIR": "/tmp",
+                "PYTHONNOUSERSITE": "1"}
         for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # needed on some CPUs for correct BLAS
             if key in os.environ:
                 base[key] = os.environ[key]
@@ -115,15 +147,11 @@ def _parents(path: Path) -> list[Path]:
     return [p for p in reversed(path.parents) if str(p) != "/"]
 
 
-def bwrap_args(scratch: Path, workdir: Path, env: dict[str, str], limits: Limits, as_root: bool,
-               readonly: list[Path] = (), devices: list[str] = ()) -> list[str]:
-    """The bubblewrap command line (everything before the kernel's own argv).
-
-    `readonly`: files inside the scratch folder (helpers, data) bound read-only on top.
-    """
+def _system_args(limits: Limits, devices: list[str]) -> list[str]:
+    """Namespaces, the read-only system, /proc, /dev and the private tmpfs folders."""
     args = [shutil.which("bwrap") or "bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
-    if not as_root:
+    if os.geteuid() != 0:
         args.append("--unshare-user")
     args += ["--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib64", "lib32"):
@@ -142,60 +170,203 @@ def bwrap_args(scratch: Path, workdir: Path, env: dict[str, str], limits: Limits
     # multiprocessing locks, e.g. the thread pool Keras lists image folders with, need it).
     for folder in ("/tmp", "/dev/shm"):
         args += ["--perms", "1777", "--size", str(limits.file_size_mb * 1024 * 1024), "--tmpfs", folder]
-    made: set[Path] = {Path("/tmp")}
-    for root in [*_python_roots(), scratch]:
-        for parent in _parents(root):
-            if parent not in made and not str(parent).startswith("/usr"):
-                args += ["--perms", "0755", "--dir", str(parent)]
-                made.add(parent)
-        args += ["--bind" if root == scratch else "--ro-bind", str(root), str(root)]
-        made.add(root)
-    for path in readonly:
-        args += ["--ro-bind", str(path), str(path)]
-    args += ["--chdir", str(workdir), "--clearenv"]
-    for key, value in env.items():
-        args += ["--setenv", key, value]
-    args += ["--", shutil.which("prlimit") or "/usr/bin/prlimit", *rlimit_args(limits, processes=as_root), "--"]
-    if as_root:
-        args += [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
-                 "--clear-groups", "--no-new-privs", "--"]
     return args
 
 
-def kernel_manager(mode: str, workdir: Path, exchange: Path, limits: Limits, extra_env: dict[str, str] | None = None,
-                   devices: list[str] = ()) -> tuple[AsyncKernelManager, dict[str, Any]]:
-    """A kernel manager for `mode` and the keyword arguments for its start_kernel."""
-    check_available(mode)
-    scratch = exchange.parent
-    ipc = scratch / "ipc"
-    ipc.mkdir(exist_ok=True)
-    km = WrappedKernelManager(kernel_name="python3", transport="ipc", ip=str(ipc / "kernel"),
-                              connection_file=str(ipc / "kernel.json"))
-    # The kernel is always this interpreter's ipykernel, whatever the notebook's metadata says.
-    km.kernel_spec.argv[0] = sys.executable
-    sandboxed = mode == "bwrap"
-    home = scratch / KERNEL_HOME
-    home.mkdir(exist_ok=True)
-    env = {**kernel_environment(sandboxed, extra_env), "HOME": str(home)}
-    if sandboxed:
-        as_root = os.geteuid() == 0
-        # Data beside the notebook and in its home is read-only; the home's folders are its own
-        # (Keras's cache falls back to /tmp when ~/.keras is not writable, and misses the files).
-        readonly = [p for p in sorted(workdir.iterdir()) if p.name != SUBMISSION_NAME]
-        readonly += sorted(p for p in home.rglob("*") if p.is_file())
-        if as_root:  # the kernel runs as nobody: it owns its folders and its notebook copy only
-            km.kernel_owner = NOBODY
-            for path in (scratch, workdir, exchange, ipc, workdir / SUBMISSION_NAME, home,
-                         *(p for p in home.rglob("*") if p.is_dir())):
-                if path.exists():
-                    os.chown(path, NOBODY, NOBODY)
-        # bwrap puts the kernel in a session of its own: interrupt by message, not by signal.
-        km.kernel_spec.interrupt_mode = "message"
-        km.wrapper = bwrap_args(scratch, workdir, env, limits, as_root, readonly, list(devices))
-    else:
-        prlimit = shutil.which("prlimit")
-        km.wrapper = [prlimit, *rlimit_args(limits, processes=False), "--"] if prlimit else []
-    # The kernel's own stdout/stderr (not the notebook's outputs, which come over Jupyter's
-    # channels) go to a log in the scratch folder, not to the grader's terminal.
-    log = open(scratch / "kernel.log", "ab")  # noqa: SIM115 (closed with the scratch folder's life)
-    return km, {"cwd": str(workdir), "env": env, "stdout": log, "stderr": log}
+def _bind_args(binds: list[tuple[str, Path]], made: set[Path]) -> list[str]:
+    """--dir for every parent not made yet, then each (option, path) bind at its own path."""
+    args: list[str] = []
+    for option, path in binds:
+        for parent in _parents(path):
+            if parent not in made and not str(parent).startswith("/usr"):
+                args += ["--perms", "0755", "--dir", str(parent)]
+                made.add(parent)
+        args += [option, str(path), str(path)]
+        made.add(path)
+    return args
+
+
+def _regular_files_below(folder: Path) -> list[Path]:
+    """Regular files under `folder` (grader-made, before any kernel ran), links not followed."""
+    found, stack = [], [folder]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    found.append(Path(entry.path))
+    return sorted(found)
+
+
+def _folders_below(folder: Path) -> list[Path]:
+    found, stack = [], [folder]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        with os.scandir(current) as entries:
+            stack += [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+    return sorted(found)
+
+
+def _own(path: Path, owner: int) -> None:
+    """Give `path` itself (never a link's target) to the kernel's user."""
+    os.chown(path, owner, owner, follow_symlinks=False)
+
+
+class Sandbox:
+    """One submission's sandbox, decided once before its kernel first starts.
+
+    `scratch` must be a folder only the grader can reach, holding `work/`, `home/` and
+    `exchange/` as made by the grader (see the module docstring). Everything the sandbox
+    needs from them (mounts, ownership, the log) is derived here and never again.
+    """
+
+    def __init__(self, mode: str, scratch: Path, limits: Limits, extra_env: dict[str, str] | None = None,
+                 devices: list[str] = ()):
+        check_available(mode)
+        self.mode = mode
+        self.scratch = scratch
+        self.workdir = scratch / "work"
+        self.home = scratch / KERNEL_HOME
+        self.exchange = scratch / "exchange"
+        self.staging = scratch / "staging"
+        self.staging.mkdir(mode=0o700)
+        # Unix socket paths are short (108 bytes): under a deep TMPDIR the sockets go to /tmp.
+        self._ipc_root = scratch if len(str(scratch)) <= 60 else Path(tempfile.mkdtemp(prefix="cg-", dir="/tmp"))
+        self.limits = limits
+        self.sandboxed = mode == "bwrap"
+        self.as_root = os.geteuid() == 0
+        self.kernel_owner = NOBODY if self.sandboxed and self.as_root else None
+        self.env = {**kernel_environment(self.sandboxed, extra_env), "HOME": str(self.home)}
+        self._starts = 0
+        self.group: cgroups.SandboxGroup | None = None  # the current start's cgroup
+        self._filter_fd: int | None = None               # the current start's seccomp program
+        self.unlimited: str | None = None   # why the whole-sandbox limits are not in force
+        if self.sandboxed:
+            # Data beside the notebook and in its home is read-only on top of the writable folders.
+            readonly = [p for p in sorted(self.workdir.iterdir()) if p.name != SUBMISSION_NAME]
+            readonly += _regular_files_below(self.home)
+            if self.kernel_owner is not None:  # the kernel runs as nobody: it owns its folders only
+                for path in (self.workdir, self.exchange, self.workdir / SUBMISSION_NAME,
+                             *_folders_below(self.home)):
+                    _own(path, self.kernel_owner)
+            self._made: set[Path] = {Path("/tmp")}
+            self._head = _system_args(limits, list(devices))
+            self._head += _bind_args([("--ro-bind", r) for r in _python_roots()], self._made)
+            self._head += _bind_args([("--bind", self.workdir), ("--bind", self.home), ("--bind", self.exchange),
+                                      *(("--ro-bind", p) for p in readonly)], self._made)
+            self._tail = ["--chdir", str(self.workdir), "--clearenv"]
+            for key, value in self.env.items():
+                self._tail += ["--setenv", key, value]
+            self._tail += ["--", shutil.which("prlimit") or "/usr/bin/prlimit", *rlimit_args(limits, processes=True), "--"]
+            if self.kernel_owner is not None:
+                self._tail += [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                               "--clear-groups", "--no-new-privs", "--"]
+        # Room kept for the grader's own files (a call's inputs) in case the kernel fills the disk.
+        self._reserve = scratch / "reserve"
+        fd = os.open(self._reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        except OSError:
+            pass  # a filesystem without room or fallocate: no reserve
+        finally:
+            os.close(fd)
+        # The kernel's own stdout/stderr (not the notebook's outputs, which come over Jupyter's
+        # channels): one log for every start, opened once where the kernel cannot reach.
+        fd = os.open(scratch / "kernel.log", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600)
+        self.log: IO[bytes] = os.fdopen(fd, "ab")
+
+    def kernel_manager(self) -> tuple[WrappedKernelManager, dict[str, Any]]:
+        """A kernel manager for the next start, with a fresh ipc folder, and its start_kernel kwargs."""
+        self.release()
+        self._starts += 1
+        ipc = self._ipc_root / f"ipc-{self._starts}"
+        ipc.mkdir(mode=0o700)
+        if self.kernel_owner is not None:
+            _own(ipc, self.kernel_owner)
+        km = WrappedKernelManager(kernel_name="python3", transport="ipc", ip=str(ipc / "kernel"),
+                                  connection_file=str(ipc / "kernel.json"))
+        # The kernel is always this interpreter's ipykernel, whatever the notebook's metadata says.
+        km.kernel_spec.argv[0] = sys.executable
+        km.kernel_owner = self.kernel_owner
+        extra: dict[str, Any] = {}
+        if self.sandboxed:
+            # bwrap puts the kernel in a session of its own: interrupt by message, not by signal.
+            km.kernel_spec.interrupt_mode = "message"
+            # The seccomp program through a pipe of its own per start (bwrap reads it to the end;
+            # the program is far smaller than a pipe's buffer).
+            self._filter_fd, writer = os.pipe()
+            os.write(writer, seccomp.filter_bytes())
+            os.close(writer)
+            extra["pass_fds"] = (self._filter_fd,)
+            km.wrapper = [*self._head, *_bind_args([("--bind", ipc)], set(self._made)),
+                          "--seccomp", str(self._filter_fd), *self._tail]
+        else:
+            prlimit = shutil.which("prlimit")
+            km.wrapper = [prlimit, *rlimit_args(self.limits, processes=False), "--"] if prlimit else []
+        # Memory and processes for the whole sandbox (every process, its tmpfs included): a
+        # cgroup per start that the first process joins before it runs anything else.
+        group = cgroups.create(cgroups.unique_name(), self.limits.memory_mb * 1024 * 1024, self.limits.processes)
+        if isinstance(group, cgroups.Unavailable):
+            self.unlimited = group.reason
+        else:
+            self.group = group
+            km.wrapper = [*cgroups.launcher(group), *km.wrapper]
+        return km, {"cwd": str(self.workdir), "env": self.env, "stdout": self.log, "stderr": self.log, **extra}
+
+    def _close_filter(self) -> None:
+        if self._filter_fd is not None:
+            os.close(self._filter_fd)
+            self._filter_fd = None
+
+    def memory_killed(self) -> bool:
+        """Whether the current start's cgroup killed a process for memory."""
+        return bool(self.group is not None and self.group.oom_kills())
+
+    def release(self) -> None:
+        """End the current start's cgroup (its processes are killed); call after the kernel stopped."""
+        self._close_filter()
+        if self.group is not None:
+            self.group.close()
+            self.group = None
+
+    def seal(self, km: WrappedKernelManager) -> None:
+        """Once the kernel has bound its sockets, and before any student code runs: check that
+        each is a socket its own start made, and (as root) take the ipc folder back from the
+        kernel's user, so that no later code can swap a socket for a link the grader would
+        follow when it reconnects.
+        """
+        ipc = Path(km.connection_file).parent
+        fd = os.open(ipc, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            if self.kernel_owner is not None:
+                os.fchown(fd, 0, 0)
+                os.fchmod(fd, 0o755)
+            for channel in CHANNELS:
+                name = f"kernel-{getattr(km, channel + '_port')}"
+                mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+                if not stat.S_ISSOCK(mode):
+                    raise RuntimeError(f"the kernel's {channel} socket is not a socket")
+        finally:
+            os.close(fd)
+
+    def free_reserve(self) -> bool:
+        """Give the grader's reserved room back to the filesystem; False if it was used already."""
+        try:
+            self._reserve.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def sockets_ready(self, km: WrappedKernelManager) -> bool:
+        """Whether the kernel has bound every channel's socket (ipc transport)."""
+        ipc = Path(km.connection_file).parent
+        return all((ipc / f"kernel-{getattr(km, channel + '_port')}").exists() for channel in CHANNELS)
+
+    def close(self) -> None:
+        self.release()
+        self.log.close()
+        if self._ipc_root != self.scratch:
+            remove_tree(self._ipc_root)

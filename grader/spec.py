@@ -31,9 +31,11 @@ class Limits:
     grading_timeout: float = 300.0    # seconds for all calls after the notebook ran
     max_result_mb: float = 64.0       # bytes a single call may return
     max_restarts: int = 8             # kernel restarts per submission before giving up
-    memory_mb: int = 4096             # address space of the kernel
-    processes: int = 256              # processes/threads of the sandbox user
+    memory_mb: int = 4096             # the whole sandbox (cgroup), and each process's address space
+    processes: int = 256              # processes/threads of the whole sandbox
     file_size_mb: int = 256           # largest file the kernel may write
+    disk_mb: int = 1024               # everything the sandbox writes, all files together (scratch tmpfs)
+    output_mb: float = 64.0           # everything the kernel sends over Jupyter's channels in a session
     open_files: int = 1024
     cpu_seconds: int = 1800
 

@@ -9,8 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import os
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 import tomllib
 from pathlib import Path
 
@@ -81,7 +86,27 @@ def listener():
     server.close()
 
 
-def build(case: dict, tmp_path: Path, port: int) -> Path:
+@pytest.fixture
+def canary(tmp_path):
+    """A folder of the grader's that no kernel may see, write, chown or have bound: its state after."""
+    folder = tmp_path / "canary"
+    folder.mkdir(mode=0o700)
+    (folder / "secret.txt").write_text("canary")
+
+    def state():
+        return sorted((p.name, p.lstat().st_uid, p.lstat().st_mode, p.read_bytes() if p.is_file() else b"")
+                      for p in [folder, *folder.iterdir()])
+    before = state()
+    yield folder
+    assert state() == before, "the grader wrote, chowned or created something in a folder outside the sandbox"
+
+
+def build(case: dict, tmp_path: Path, port: int, canary: Path) -> Path:
+    if case.get("raw") == "nested":
+        path = tmp_path / "sub.ipynb"
+        path.write_text('{"cells": [], "metadata": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}, "
+                        '"nbformat": 4, "nbformat_minor": 5}')
+        return path
     if case.get("raw") == "non_utf8":
         path = tmp_path / "sub.ipynb"
         path.write_bytes((SAMPLES / "correct.ipynb").read_bytes().replace(b"zero_pad", b"zero_p\xe4d", 1))
@@ -96,23 +121,36 @@ def build(case: dict, tmp_path: Path, port: int) -> Path:
     other.parent.mkdir()
     shutil.copy(SAMPLES / "correct.ipynb", other)
     sources = [c.replace("{PROJECT}", str(ROOT)).replace("{OTHER}", str(other)).replace("{PORT}", str(port))
+               .replace("{CANARY}", str(canary))
                for c in case.get("cells", [])]
+    if "newlines_cell" in case:
+        sources.insert(0, "\n" * case["newlines_cell"] + "x = 1")
     metadata = {"kernelspec": {"name": case["kernelspec"], "display_name": "?", "language": "?"}} \
         if "kernelspec" in case else None
     return with_cells(tmp_path, *sources, base=case.get("base", "correct"), at=case.get("at"), metadata=metadata)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_hostile_notebook_gets_its_verdict(name, exercise, tmp_path, listener, monkeypatch):
+def test_hostile_notebook_gets_its_verdict(name, exercise, tmp_path, listener, canary, monkeypatch):
     case = CASES[name]
     port, received = listener
     monkeypatch.setenv("GRADER_SECRET_TOKEN", "hunter2")
+    scratch_root = tmp_path / "scratch-root"
+    scratch_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
     limits = exercise.limits.replace(**case.get("limits", {}))
-    result = grade_submission(build(case, tmp_path, port), exercise, sandbox="bwrap", limits=limits)
+    submission = build(case, tmp_path, port, canary)
+    started = time.monotonic()
+    result = grade_submission(submission, exercise, sandbox="bwrap", limits=limits)
+    seconds = time.monotonic() - started
     report = json.dumps([result.error, result.notebook_errors, [(t.name, t.output) for t in result.tests]],
                         indent=1)[:6000]
 
     assert received == [], "a kernel reached the grader's loopback"
+    if case.get("scratch_removed"):
+        assert list(scratch_root.iterdir()) == [], "the submission's scratch folder was left behind"
+    if "max_seconds" in case:  # a bound the limits promise (generous: not a benchmark)
+        assert seconds < case["max_seconds"], f"took {seconds:.0f}s\n{report}"
     if case.get("status") == "ungradable":
         assert result.status == "ungradable" and result.error, report
         return
@@ -127,6 +165,55 @@ def test_hostile_notebook_gets_its_verdict(name, exercise, tmp_path, listener, m
         assert text in output, f"{test_name}: {text!r} not in\n{output}"
     if "notebook_error" in case:
         assert any(case["notebook_error"] in e for e in result.notebook_errors), report
+
+
+# Cases that must hold when the grader is an ordinary user too (no cgroup or mount needed).
+AS_USER = ["restart_rebinds_links_the_kernel_made", "links_in_place_of_the_graders_files", "fork_bomb",
+           "replay_sleeps_after_every_restart", "read_reference_source", "network_exfiltration"]
+GRADE_AS_USER = """
+import json, sys, os
+from pathlib import Path
+from dataclasses import asdict
+from grader import spec
+from grader.grading import grade_submission
+assert os.geteuid() != 0
+exercise = spec.load_exercise("conv_step_by_step")
+limits = exercise.limits.replace(**json.loads(sys.argv[2]))
+print(json.dumps(asdict(grade_submission(Path(sys.argv[1]), exercise, sandbox="bwrap", limits=limits))))
+"""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare is not installed")
+@pytest.mark.parametrize("name", AS_USER)
+def test_hostile_notebook_as_an_ordinary_user(name, tmp_path, listener, canary):
+    """The grader as uid 1000 (a user namespace: no capability outside it, so no cgroup, no
+    mount, no chown), the kernel in bwrap's own user namespace below it."""
+    case = CASES[name]
+    port, received = listener
+    scratch_root = tmp_path / "scratch-root"
+    scratch_root.mkdir()
+    submission = build(case, tmp_path, port, canary)
+    env = {**os.environ, "TMPDIR": str(scratch_root)}
+    proc = subprocess.run(["unshare", "--user", "--map-user=1000", "--map-group=1000", sys.executable, "-c",
+                           GRADE_AS_USER, str(submission), json.dumps(case.get("limits", {}))],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    if proc.returncode and "unshare failed" in proc.stderr:
+        pytest.skip(f"no user namespaces here: {proc.stderr.strip()[:200]}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = json.dumps([doc["error"], doc["notebook_errors"], [(t["name"], t["output"]) for t in doc["tests"]]],
+                        indent=1)[:6000]
+    assert received == [], "a kernel reached the grader's loopback"
+    if case.get("status") == "ungradable":
+        assert doc["status"] == "ungradable" and doc["error"], report
+        return
+    assert doc["status"] == "graded", report
+    by_item = {}
+    for t in doc["tests"]:
+        item = t["name"].split(":")[0]
+        by_item[item] = "failed" if t["status"] == "failed" or by_item.get(item) == "failed" else "passed"
+    assert by_item == {i: "failed" if i in case["failed"] else "passed" for i in ITEMS}, report
+    assert list(scratch_root.iterdir()) == [], "the submission's scratch folder was left behind"
 
 
 def test_the_suite_has_at_least_twenty_notebooks():

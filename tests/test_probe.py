@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -62,8 +63,50 @@ def test_symlinked_result_files_are_refused(tmp_path):
     np.save(secret, np.ones(3))
     answer(tmp_path, {"ok": True, "value": {"$nd": "o0.npy"}})
     os.symlink(secret, tmp_path / "o0.npy")
-    with pytest.raises(probe.ProbeError, match="missing"):
+    with pytest.raises(probe.ProbeError, match="not a regular file"):
         probe.read_result(tmp_path, 1 << 20)
+
+
+def test_a_fifo_in_place_of_an_answer_is_refused_without_blocking(tmp_path):
+    answer(tmp_path, {"ok": True, "value": {"$nd": "o0.npy"}})
+    os.mkfifo(tmp_path / "o0.npy")
+    done: list[Exception] = []
+    reader = threading.Thread(target=lambda: _catch(done, lambda: probe.read_result(tmp_path, 1 << 20)), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "reading the answer blocked on a FIFO"
+    assert len(done) == 1 and isinstance(done[0], probe.ProbeError) and "not a regular file" in str(done[0])
+
+
+def test_a_renamed_call_folder_is_still_read_where_it_was_made(tmp_path):
+    """The kernel renames the call folder and puts a link to another folder in its place:
+    the grader reads the folder it made (by descriptor), never the link's target."""
+    made, elsewhere = tmp_path / "call", tmp_path / "elsewhere"
+    made.mkdir()
+    elsewhere.mkdir()
+    answer(elsewhere, {"ok": True, "value": "from elsewhere"})
+    with probe.AnswerFolder(made) as folder:
+        answer(made, {"ok": True, "value": "from the call"})
+        made.rename(tmp_path / "moved")
+        os.symlink(elsewhere, made)
+        assert probe.read_result(folder, 1 << 20) == "from the call"
+
+
+@pytest.mark.parametrize("name, text", [("out.json", '{"ok": true, "value": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+                                        ("o0.json", "[" * 100_000 + "]" * 100_000)])
+def test_answers_nested_past_the_parsers_limit_are_refused(tmp_path, name, text):
+    if name == "o0.json":
+        answer(tmp_path, {"ok": True, "value": {"$keras_model": "o0.json"}})
+    (tmp_path / name).write_text(text)
+    with pytest.raises(probe.ProbeError, match="nested too deeply"):
+        probe.read_result(tmp_path, 1 << 20)
+
+
+def _catch(out: list, fn) -> None:
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 (the test inspects it)
+        out.append(exc)
 
 
 def test_oversize_results_are_refused(tmp_path):
