@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 import nbformat
@@ -16,15 +18,11 @@ class Ungradable(Exception):
 
 
 def load(path: Path) -> nbformat.NotebookNode:
-    """Read and validate a notebook, upgraded to nbformat 4, with outputs dropped."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise Ungradable(f"cannot read the file: {exc.strerror}") from None
-    if size > MAX_NOTEBOOK_BYTES:
-        raise Ungradable(f"the file is {size / 2**20:.0f} MB; notebooks over {MAX_NOTEBOOK_BYTES >> 20} MB "
-                         "are not graded (clear the outputs and resubmit)")
-    raw = path.read_bytes()
+    """Read and validate a notebook, upgraded to nbformat 4, with outputs dropped.
+
+    Raises Ungradable, and nothing else, whatever the file holds.
+    """
+    raw = _read(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -34,14 +32,20 @@ def load(path: Path) -> nbformat.NotebookNode:
     except json.JSONDecodeError as exc:
         hint = " (it looks cut short)" if exc.pos >= len(text.rstrip()) - 1 else ""
         raise Ungradable(f"not a notebook: invalid JSON at line {exc.lineno}, column {exc.colno}{hint}") from None
+    except RecursionError:
+        raise Ungradable(_TOO_DEEP) from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise Ungradable(f"not a notebook: invalid JSON ({str(exc)[:200]})") from None
     if not isinstance(doc, dict) or "cells" not in doc and "worksheets" not in doc:
         raise Ungradable("not a notebook: the JSON has no cells")
     major = doc.get("nbformat")
     if major not in (3, 4):
-        raise Ungradable(f"unsupported notebook format version {major!r} (expected 4)")
+        raise Ungradable(f"unsupported notebook format version {repr(major)[:40]} (expected 4)")
     try:
         nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)
+    except RecursionError:
+        raise Ungradable(_TOO_DEEP) from None
     except Exception as exc:  # nbformat raises several types for malformed documents
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise Ungradable(f"not a valid notebook: {first[:300]}") from None
@@ -49,11 +53,62 @@ def load(path: Path) -> nbformat.NotebookNode:
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+    try:  # the notebook is written out again as UTF-8 for the kernel: a lone "\ud800" escape cannot be
+        nbformat.writes(nb).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise Ungradable(f"not a valid notebook: it holds text that is not valid Unicode "
+                         f"({exc.object[exc.start:exc.end].encode('unicode_escape').decode()[:40]}, "
+                         "a lone surrogate escape)") from None
+    except RecursionError:
+        raise Ungradable(_TOO_DEEP) from None
     return nb
+
+
+_TOO_DEEP = "not a notebook: its JSON is nested too deeply (lists or objects inside each other)"
+
+
+def _read(path: Path) -> bytes:
+    """The file's bytes, if it is a regular file (a symlink to one is followed) within the size limit.
+
+    Opened without blocking (a FIFO has no writer to wait for), checked on the open file (so
+    it cannot be swapped in between), and read from that same file, never past the limit.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise Ungradable(f"cannot read the file: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a pipe" if stat.S_ISFIFO(info.st_mode) \
+                else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "a socket or other"
+            raise Ungradable(f"not a regular file ({kind}); submit the .ipynb file itself")
+        _check_size(info.st_size)
+        chunks, left = [], MAX_NOTEBOOK_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        raw = b"".join(chunks)
+        _check_size(len(raw))  # it grew after fstat
+        return raw
+    except OSError as exc:
+        raise Ungradable(f"cannot read the file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_NOTEBOOK_BYTES:
+        raise Ungradable(f"the file is {size / 2**20:.0f} MB; notebooks over {MAX_NOTEBOOK_BYTES >> 20} MB "
+                         "are not graded (clear the outputs and resubmit)")
 
 
 def defining_cells(nb: nbformat.NotebookNode, name: str) -> list[int]:
     """Indices of the code cells that define function `name`, or assign a variable `name`."""
     n = re.escape(name)
-    pattern = re.compile(rf"^\s*(def\s+{n}\s*\(|{n}\s*=[^=])", re.MULTILINE)
+    # [ \t], not \s: \s spans newlines, which makes the search quadratic in a cell of blank lines.
+    pattern = re.compile(rf"^[ \t]*(def[ \t]+{n}[ \t]*\(|{n}[ \t]*=[^=])", re.MULTILINE)
     return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and pattern.search(c.source)]

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -54,3 +59,114 @@ def test_defining_cells_finds_every_definition_not_the_header_comment():
         nbformat.v4.new_code_cell("import numpy\n    def zero_pad (X, pad): pass"),
     ])
     assert notebook.defining_cells(nb, "zero_pad") == [1, 3]
+
+
+HUGE_CELLS = """
+import nbformat
+from grader import notebook
+nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("\\n" * (1 << 20) + "x"),
+                                     nbformat.v4.new_code_cell("\\n" * (1 << 20) + "    zero_pad = None")])
+print(notebook.defining_cells(nb, "zero_pad"))
+"""
+
+
+def test_defining_cells_on_a_huge_cell_of_newlines_finds_nothing_and_returns():
+    # In a child process: a regex search holds the GIL, so a regression could not be timed out in a thread.
+    try:
+        done = subprocess.run([sys.executable, "-c", HUGE_CELLS], capture_output=True, text=True, timeout=60,
+                              cwd=Path(__file__).resolve().parent.parent)
+    except subprocess.TimeoutExpired:
+        pytest.fail("defining_cells did not return on two 1 MB cells of newlines")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1]"
+
+
+def test_defining_cells_finds_indented_definitions_and_assignments_not_comparisons():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("\n" * 1000 + "if True:\n\tdef zero_pad(X, pad):\n\t\treturn X"),
+        nbformat.v4.new_code_cell("\n\n   model = build()"),
+        nbformat.v4.new_code_cell("assert model == 1\nmodel== 2"),
+        nbformat.v4.new_code_cell("x = 1\n  \n    def  zero_pad  (X, pad): pass"),
+    ])
+    assert notebook.defining_cells(nb, "zero_pad") == [0, 3]
+    assert notebook.defining_cells(nb, "model") == [1]
+
+
+def test_deeply_nested_json_is_ungradable(tmp_path):
+    content = '{"cells": ' + "[" * 100_000 + "]" * 100_000 + ', "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    with pytest.raises(notebook.Ungradable, match="nested too deeply"):
+        notebook.load(write(tmp_path, content))
+
+
+def test_deeply_nested_json_inside_a_cell_is_ungradable(tmp_path):
+    doc = {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                      "source": "x = 1"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    content = json.dumps(doc).replace('"metadata": {}', '"metadata": {"a": ' + "[" * 50_000 + "]" * 50_000 + "}", 1)
+    with pytest.raises(notebook.Ungradable, match="nested too deeply"):
+        notebook.load(write(tmp_path, content))
+
+
+def load_in_thread(path):
+    """notebook.load(path) in a thread: (finished in time, what it returned or raised)."""
+    outcome = []
+
+    def target():
+        try:
+            outcome.append(notebook.load(path))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    return not thread.is_alive(), outcome[0] if outcome else None
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_is_ungradable_without_blocking(tmp_path):
+    fifo = tmp_path / "sub.ipynb"
+    os.mkfifo(fifo)
+    finished, outcome = load_in_thread(fifo)
+    if not finished:  # unblock the stuck reader so the thread can end
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+    assert finished, "load() blocked on a FIFO"
+    assert isinstance(outcome, notebook.Ungradable) and "not a regular file" in str(outcome)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="no /dev/null here")
+def test_a_device_is_ungradable(tmp_path):
+    link = tmp_path / "sub.ipynb"
+    link.symlink_to("/dev/null")  # not /dev/zero: were it read, it would never end
+    with pytest.raises(notebook.Ungradable, match="not a regular file"):
+        notebook.load(link)
+
+
+def test_a_directory_is_ungradable(tmp_path):
+    with pytest.raises(notebook.Ungradable, match="not a regular file"):
+        notebook.load(tmp_path)
+
+
+def test_a_symlink_to_a_notebook_is_still_followed(tmp_path):
+    link = tmp_path / "link.ipynb"
+    link.symlink_to(write(tmp_path, good_notebook()))
+    assert notebook.load(link).cells[0].source == "x = 1"
+
+
+def test_a_file_over_the_limit_is_ungradable(tmp_path, monkeypatch):
+    monkeypatch.setattr(notebook, "MAX_NOTEBOOK_BYTES", 100)
+    with pytest.raises(notebook.Ungradable, match="are not graded"):
+        notebook.load(write(tmp_path, good_notebook()))
+
+
+def test_a_lone_surrogate_escape_is_ungradable(tmp_path):
+    """It loads as JSON, but the notebook could not be written out as UTF-8 for the kernel."""
+    doc = json.loads(good_notebook())
+    doc["cells"][0]["source"] = "x = '\ud800'"
+    with pytest.raises(notebook.Ungradable, match="not valid Unicode"):
+        notebook.load(write(tmp_path, json.dumps(doc)))
+
+
+def test_an_emoji_written_as_an_escaped_surrogate_pair_still_loads(tmp_path):
+    doc = json.loads(good_notebook())
+    doc["cells"][0]["source"] = "x = '\U0001F600'"
+    assert notebook.load(write(tmp_path, json.dumps(doc))).cells[0].source == "x = '\U0001F600'"
