@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import hypothesis.errors
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
@@ -266,6 +267,84 @@ class _ShrinkBudgetSpent(BaseException):
     """Stops hypothesis mid-shrink (BaseException: hypothesis does not catch it)."""
 
 
+# -- non-deterministic answers ------------------------------------------------------------------
+class NotDeterministic(Failure):
+    """The student's function answered the same input differently on two calls."""
+
+
+def not_deterministic(what: str, shown_input: str) -> NotDeterministic:
+    """The feedback for `what` (a function, a model) that answered `shown_input` differently twice."""
+    return NotDeterministic(
+        f"{what} returns different results for the same input:\n{shown_input}\n"
+        "Given this same input twice, it answered differently, so its answer cannot be graded. "
+        "Does it use random numbers, or state kept between calls (a global variable, a call counter)?")
+
+
+# hypothesis' verdict on a test that failed on an input, then passed on it (or failed otherwise):
+# Flaky and its subclasses (FlakyFailure, FlakyReplay), where this hypothesis has them...
+_FLAKY: tuple[type[BaseException], ...] = tuple(
+    getattr(hypothesis.errors, name) for name in ("Flaky", "FlakyFailure", "FlakyReplay")
+    if isinstance(getattr(hypothesis.errors, name, None), type))
+# ...except inconsistent data generation, which is the grader's strategy's fault, not the student's.
+_GRADER_FLAKY: tuple[type[BaseException], ...] = tuple(
+    getattr(hypothesis.errors, name) for name in ("FlakyStrategyDefinition",)
+    if isinstance(getattr(hypothesis.errors, name, None), type))
+
+
+def _student_flaky(exc: BaseException) -> bool:
+    """Whether `exc` says that the property failed (a Failure) on an input, then not on that input."""
+    if not isinstance(exc, _FLAKY) or isinstance(exc, _GRADER_FLAKY):
+        return False
+    inner = getattr(exc, "exceptions", None)  # FlakyFailure: what the first run(s) raised
+    return inner is None or any(isinstance(e, Failure) for e in inner)
+
+
+def run_property(test: Callable[[], None], what: str, last_input: Callable[[], str]) -> None:
+    """Run a hypothesis test (a @given function whose examples raise Failure).
+
+    A Failure comes out without hypothesis' chained context. If hypothesis finds the test
+    flaky (an input failed, then passed when replayed), the Failure says that `what` is not
+    deterministic, showing last_input() (the input tried last: the one replayed).
+    """
+    try:
+        test()
+    except Failure as exc:
+        raise Failure(str(exc)) from None  # drop hypothesis' chained context
+    except Exception as exc:
+        if not _student_flaky(exc):
+            raise
+        raise not_deterministic(what, last_input()) from None
+
+
+_NO_ANSWER = object()  # in a failure record: the call raised, there is no answer to compare
+
+
+def _same_answer(a: Any, b: Any) -> bool:
+    """Whether two answers to the same call are the same data (NaN equals NaN; where they
+    cannot be told apart, e.g. two objects that could not cross the boundary, they count as same)."""
+    if isinstance(a, Unsupported) or isinstance(b, Unsupported):
+        return isinstance(a, Unsupported) and isinstance(b, Unsupported)
+    if type(a) is not type(b):
+        return False
+    try:
+        if isinstance(a, np.ndarray):
+            if a.shape != b.shape or a.dtype != b.dtype:
+                return False
+            try:
+                return bool(np.array_equal(a, b, equal_nan=True))
+            except TypeError:  # equal_nan on non-numbers
+                return bool(np.array_equal(a, b))
+        if isinstance(a, tuple | list):
+            return len(a) == len(b) and all(_same_answer(x, y) for x, y in zip(a, b))
+        if isinstance(a, dict):
+            return a.keys() == b.keys() and all(_same_answer(a[k], b[k]) for k in a)
+        if isinstance(a, float | np.floating) and math.isnan(a) and math.isnan(b):
+            return True
+        return bool(a == b)
+    except Exception:  # cannot tell them apart
+        return True
+
+
 # -- check builders ---------------------------------------------------------------------------
 def agrees_with_reference(function: str, reference: Callable[..., Any],
                           cases: st.SearchStrategy[Case] | tuple[Case, ...], *,
@@ -292,10 +371,14 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
         return expected_memo[id(case)]
 
     def run(student: Student, ctx: Context) -> None:
-        calls, smallest = [0], []  # smallest: [(input size, feedback)] of the failures seen
+        calls, smallest = [0], []  # smallest: [(input size, (feedback, case, answer))] of the failures seen
+        tried: list[Case] = []     # the input tried last
+        failed: list[tuple[str, Case, Any]] = []  # the failure raised last: (feedback, case, answer)
 
         def one(case: Case) -> None:
             calls[0] += 1
+            tried[:] = [case]
+            got: Any = _NO_ANSWER
             try:
                 got = call_student(student, function, case, through)
                 expected = reference(*_copy(case.args), **_copy(dict(case.kwargs)))
@@ -304,15 +387,30 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
                 raise KernelFault(f"{fault.cause}, on input:\n{case.describe()}") from None
             except Failure as exc:
                 message = f"{function} on input:\n{case.describe()}\n{exc}"
+                failed[:] = [(message, case, got)]
                 if not smallest or case.size() < smallest[0][0]:
-                    smallest[:] = [(case.size(), message)]
+                    smallest[:] = [(case.size(), failed[0])]
                 if calls[0] > SHRINK_CALL_BUDGET:
                     raise _ShrinkBudgetSpent() from None
                 raise Failure(message) from None
 
-        def first_disagreement(drawn: list[Case]) -> str | None:
+        def confirmed(message: str, case: Case, got: Any) -> Failure:
+            """The failure to report: `message`, unless the student's function, asked `case` once
+            more, answers differently than `got` (then: it is not deterministic)."""
+            if got is _NO_ANSWER:
+                return Failure(message)
+            try:
+                again = call_student(student, function, case, through)
+                same = _same_answer(pick(again), pick(got))
+            except KernelFault as fault:
+                raise KernelFault(f"{fault.cause}, on input:\n{case.describe()}") from None
+            except Failure:  # it raised, or its answer has no gradable part: cannot tell
+                return Failure(message)
+            return Failure(message) if same else not_deterministic(function, case.describe())
+
+        def first_disagreement(drawn: list[Case]) -> tuple[str, Case, Any] | str | None:
             """All of `drawn` in one kernel round trip: None if every answer agrees, else the
-            first failure's feedback ("" if the batch itself failed: retry call by call)."""
+            first failure's (feedback, case, answer) ("" if the batch itself failed: retry call by call)."""
             call_many = getattr(student, "call_many", None)
             if call_many is None:
                 return ""
@@ -327,7 +425,8 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
                         raise Failure(f"{function} raised {got}")
                     compare_named(pick(got), pick(expected_of(case)), output, ctx.tolerance, hints)
                 except Failure as exc:
-                    return f"{function} on input:\n{case.describe()}\n{exc}"
+                    answer = _NO_ANSWER if isinstance(got, StudentException | Unsupported) else got
+                    return f"{function} on input:\n{case.describe()}\n{exc}", case, answer
             return None
 
         if isinstance(cases, tuple):
@@ -364,14 +463,16 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
         batch_failure = first_disagreement(drawn_memo[count])
         if batch_failure is None:
             return
-        try:
-            prop()  # call by call: hypothesis finds the failure again and shrinks it
-        except Failure as exc:
-            raise Failure(str(exc)) from None  # drop hypothesis' chained context
+        try:  # call by call: hypothesis finds the failure again and shrinks it
+            run_property(prop, function, lambda: tried[0].describe())
+        except NotDeterministic:
+            raise
+        except Failure as exc:  # the last call's failure is the one hypothesis reports
+            raise (confirmed(*failed[0]) if failed else exc) from None
         except _ShrinkBudgetSpent:
-            raise Failure(smallest[0][1]) from None
+            raise confirmed(*smallest[0][1]) from None
         if batch_failure:  # not reproduced call by call (a stateful function?): report it as found
-            raise Failure(batch_failure)
+            raise confirmed(*batch_failure)
 
     return run
 

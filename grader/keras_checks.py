@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .checks import PROPERTY_SEED, Case, Context, Failure, Student, call_student, describe_type, remembered, show
+from .checks import (PROPERTY_SEED, Case, Context, Failure, Student, call_student, describe_type, remembered,
+                     run_property, show)
 from .keras_models import UnsafeModel, keras, rebuild
 from .probe import KerasModelConfig
 
@@ -124,12 +125,14 @@ def model_property(function: str, case: Case, inputs: "st.SearchStrategy[np.ndar
 
     The model is the one rebuilt here (standard Keras layers only, see keras_models), so it
     runs in this process: `prop(model, X)` says what is wrong on X, or None. A failure is
-    shrunk to the smallest X, which is shown with the problem.
+    shrunk to the smallest X, which is shown with the problem. A model that computes differently
+    on the same X (checks.run_property) fails with that X.
     """
     from hypothesis import HealthCheck, Phase, given, seed, settings
 
     def run(student: Student, ctx: Context) -> None:
         model = student_model(student, function, case, through)
+        tried: list[np.ndarray] = []  # the X tried last
 
         @seed(PROPERTY_SEED)
         @settings(max_examples=examples or ctx.max_examples, database=None, deadline=None, print_blob=False,
@@ -137,15 +140,13 @@ def model_property(function: str, case: Case, inputs: "st.SearchStrategy[np.ndar
                   suppress_health_check=list(HealthCheck))
         @given(inputs)
         def holds(X: np.ndarray) -> None:
+            tried[:] = [X]
             problem = prop(model, X)
             if problem:
                 raise Failure(f"the model of {call_text(function, case)}, on input X of shape {X.shape}:\n"
                               f"  X = {show(X)}\n{problem}")
 
-        try:
-            holds()
-        except Failure as exc:
-            raise Failure(str(exc)) from None  # drop hypothesis' chained context
+        run_property(holds, f"the model of {call_text(function, case)}", lambda: f"  X = {show(tried[0])}")
     return run
 
 

@@ -17,7 +17,8 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from grader.checks import PROPERTY_SEED, Case, Check, Context, Failure, Student, agrees_with_reference, fixed
+from grader.checks import (PROPERTY_SEED, Case, Check, Context, Failure, Student, agrees_with_reference, fixed,
+                           run_property)
 from grader.keras_checks import call_text, model_property, parameter_counts, student_model
 from reference import cnn_arithmetic as ref
 
@@ -143,7 +144,7 @@ def _measured(model: Any) -> tuple[tuple, dict[str, int]]:
 def same_shape_and_counts(function: str, cases: st.SearchStrategy[Case] | tuple[Case, ...], examples: int | None = None):
     """A check: the student's block, wrapped in a Model, has the reference's output shape and
     parameter counts (total, trainable, non-trainable) for every case; hypothesis shrinks a failure
-    to the smallest input shape."""
+    to the smallest input shape (a block that differs on the same input: checks.run_property)."""
     def one(student: Student, case: Case) -> None:
         got_shape, got_counts = _measured(student_model(student, function, case, BLOCK))
         want_shape, want_counts = _measured(reference_block(function, tuple(case.args[0]),
@@ -161,6 +162,7 @@ def same_shape_and_counts(function: str, cases: st.SearchStrategy[Case] | tuple[
             for case in cases:
                 one(student, case)
             return
+        tried: list[Case] = []  # the input tried last
 
         @seed(PROPERTY_SEED)
         @settings(max_examples=examples or ctx.max_examples, database=None, deadline=None, print_blob=False,
@@ -168,12 +170,10 @@ def same_shape_and_counts(function: str, cases: st.SearchStrategy[Case] | tuple[
                   suppress_health_check=list(HealthCheck))
         @given(cases)
         def holds(case: Case) -> None:
+            tried[:] = [case]
             one(student, case)
 
-        try:
-            holds()
-        except Failure as exc:
-            raise Failure(str(exc)) from None  # drop hypothesis' chained context
+        run_property(holds, function, lambda: f"  {call_text(function, tried[0])}")
     return run
 
 
