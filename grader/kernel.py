@@ -37,8 +37,12 @@ TIMEOUT_ENAME = "CellTimeoutError"
 MAX_CELL_OUTPUT_BYTES = 256 * 1024
 # Jupyter messages: the largest one the grader accepts (a larger one drops its connection) and
 # how many may wait unread on a socket: what the kernel can make the grader hold at once.
-MAX_MESSAGE_BYTES = 16 << 20
+MAX_MESSAGE_BYTES = 8 << 20
 MAX_QUEUED_MESSAGES = 32
+# Before a call, iopub messages left from earlier work are dropped: at most this many, for at
+# most this long (a kernel that floods iopub cannot keep the grader draining).
+DRAIN_MESSAGES = 2 * MAX_QUEUED_MESSAGES
+DRAIN_SECONDS = 0.25
 
 
 class KernelFault(BaseException):
@@ -67,19 +71,25 @@ class NotebookRun:
 
 
 def message_size(content: Any, buffers: list | None = None) -> int:
-    """About how many bytes a Jupyter message's content holds (strings, keys, buffers)."""
+    """About how many bytes a Jupyter message's content costs the grader to hold.
+
+    Strings and buffers by their length, and every other node at least what a Python object
+    of it costs (an empty list is 56 bytes): a message of millions of `[]` is not free.
+    """
     total, stack = sum(len(b) for b in buffers or ()), [content]
     while stack:
         node = stack.pop()
         if isinstance(node, str | bytes | bytearray | memoryview):
-            total += len(node)
+            total += len(node) + 16
         elif isinstance(node, dict):
+            total += 64
             stack += node.keys()
             stack += node.values()
         elif isinstance(node, list | tuple):
+            total += 56
             stack += node
         else:
-            total += 8
+            total += 16
     return total
 
 
@@ -117,7 +127,7 @@ class _CappedClient(NotebookClient):
         return super().process_message(msg, cell, cell_index)
 
     def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
-        size = sum(len(str(o)) for o in outs)
+        size = message_size(list(outs)) + message_size(msg.get("content"))  # with the new output
         if size > MAX_CELL_OUTPUT_BYTES:
             if not outs or outs[-1].get("name") != "convgrade":
                 outs.append(nbformat.v4.new_output("stream", name="convgrade", text="[output truncated]\n"))
@@ -276,8 +286,11 @@ class KernelSession:
         return None
 
     async def _async_drain_iopub(self) -> None:
+        until = time.monotonic() + DRAIN_SECONDS
         try:
-            while True:
+            for _ in range(DRAIN_MESSAGES):
+                if time.monotonic() > until:
+                    break
                 await self._kc.get_iopub_msg(timeout=0)
         except Empty:
             pass

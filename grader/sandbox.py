@@ -118,11 +118,13 @@ def kernel_environment(sandboxed: bool, extra: dict[str, str] | None = None) -> 
         "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS", "1"),
     }
     if sandboxed:
-        # PYTHONNOUSERSITE: the home is the student's to write; a .pth file there must not run
-        # in the next kernel before the grader has connected to it.
+        # The home and the working folder are the student's to write: nothing there may run in the
+        # next kernel before the grader has connected to it (PYTHONNOUSERSITE: no .pth files of the
+        # home; PYTHONSAFEPATH: the working folder is not on sys.path while Python starts, so a
+        # student's ipykernel_launcher.py is not the launcher; IPython adds it for the notebook).
         base = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
                 "MPLCONFIGDIR": "/tmp/.matplotlib", "IPYTHONDIR": "/tmp/.ipython", "TMPDIR": "/tmp",
-                "PYTHONNOUSERSITE": "1"}
+                "PYTHONNOUSERSITE": "1", "PYTHONSAFEPATH": "1"}
         for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # needed on some CPUs for correct BLAS
             if key in os.environ:
                 base[key] = os.environ[key]
