@@ -12,12 +12,13 @@ import hashlib
 import multiprocessing
 import os
 import re
+import stat
 import sys
 import types
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,8 +27,12 @@ import grader
 from .gradebook import Gradebook, Provenance
 from .results import SubmissionResult
 from .spec import Exercise, Limits, load_exercise
+from .text import clean_id, clean_result
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+REFUSED = "refused"  # the content hash of a job that is never read
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class Job:
     path: Path
     student: str
     content_hash: str
+    refused: str | None = None  # why it is recorded ungradable without being graded
 
 
 # -- discovery ------------------------------------------------------------------------------------
@@ -45,25 +51,56 @@ def discover(paths: Iterable[Path], pattern: str | None = None) -> list[Job]:
     notebook in a sub-folder belongs to that sub-folder's name (one folder per student),
     one at the top to its stem. `pattern`, a regex with a group named `student`, searched
     in the path relative to the folder, overrides that.
+
+    Ids are cleaned (text.clean_id) and then made unique by construction (unique_ids): a
+    student's second notebook is "alice~2" unless some folder is literally named "alice~2",
+    in which case it is "alice~3". A notebook under a folder that is (or lies behind) a
+    symbolic link leading outside that folder is kept as a job but refused: it is recorded
+    ungradable, never read.
     """
     regex = re.compile(pattern) if pattern else None
-    found: list[tuple[Path, str]] = []
+    found: list[tuple[Path, str, str | None]] = []  # (path, raw id, why it is refused)
     for root in paths:
         if root.is_dir():
+            inside = root.resolve()
             for path in sorted(root.rglob("*.ipynb")):
                 if ".ipynb_checkpoints" not in path.parts:
-                    found.append((path, student_id(path.relative_to(root), regex)))
+                    found.append((path, student_id(path.relative_to(root), regex), _leads_outside(path, root, inside)))
         else:
-            found.append((root, student_id(Path(root.name), regex)))
-    jobs, seen = [], {}
-    for path, student in found:
-        seen[student] = seen.get(student, 0) + 1
-        unique = student if seen[student] == 1 else f"{student}~{seen[student]}"
-        jobs.append(Job(path, unique, file_hash(path)))
-    return jobs
+            found.append((root, student_id(Path(root.name), regex), None))
+    ids = unique_ids([clean_id(student) for _, student, _ in found])
+    return [Job(path, student, REFUSED if refused else file_hash(path), refused)
+            for (path, _, refused), student in zip(found, ids)]
+
+
+def _leads_outside(path: Path, root: Path, inside: Path) -> str | None:
+    """Why `path` is refused: it resolves (through a symlink) outside the submissions folder."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        return f"refused: {path} is a symbolic link that cannot be followed ({exc})"
+    if real.is_relative_to(inside):
+        return None
+    return (f"refused: {path} is a symbolic link (or lies behind one) to {real}, outside the submissions "
+            f"folder {root}; submit the notebook itself")
+
+
+def unique_ids(ids: list[str]) -> list[str]:
+    """The ids, in order, with repeats renamed "id~2", "id~3"... skipping any name that is
+    itself one of the ids (so a later duplicate never takes a real student's id)."""
+    reserved, assigned, out = set(ids), set(), []
+    for student in ids:
+        candidate, n = student, 1
+        while candidate in assigned or (n > 1 and candidate in reserved):
+            n += 1
+            candidate = f"{student}~{n}"
+        assigned.add(candidate)
+        out.append(candidate)
+    return out
 
 
 def student_id(relative: Path, regex: re.Pattern | None) -> str:
+    """The raw (uncleaned) id of a notebook at `relative` under its submissions folder."""
     if regex is not None:
         match = regex.search(relative.as_posix())
         if match and match.groupdict().get("student"):
@@ -72,10 +109,23 @@ def student_id(relative: Path, regex: re.Pattern | None) -> str:
 
 
 def file_hash(path: Path) -> str:
+    """sha256 of a regular file's bytes; a FIFO, device or folder is not opened for reading
+    (it could block or never end) and an unreadable file hashes to a marker."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return "unreadable"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "not-a-file"
+        h = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+        return h.hexdigest()
+    except OSError:
+        return "unreadable"
+    finally:
+        os.close(fd)
 
 
 def shard(jobs: list[Job], k: int, n: int) -> list[Job]:
@@ -148,9 +198,15 @@ def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, *, work
               on_result: Callable[[Job, SubmissionResult, bool], None] | None = None) -> list[SubmissionResult]:
     """Grade `jobs` (skipping those already current in the gradebook unless `force`).
 
-    Returns the results of all jobs, in job order (fresh and stored). `on_result(job, result,
-    fresh)` is called as each one is known (for progress bars).
+    Returns the results of all jobs, in job order (fresh and stored), one per job. Every
+    result is cleaned (text.clean_result) before it is recorded. A job refused at discovery,
+    or whose student id another job already has (jobs not made by discover), is recorded
+    ungradable with the reason, under an id of its own: nothing is ever overwritten. A result
+    that cannot be recorded is replaced by an ungradable one saying why (kept in memory if even
+    that fails). `on_result(job, result, fresh)` is called as each one is known (for progress
+    bars); an exception it raises is ignored, the batch goes on.
     """
+    jobs = _distinct(jobs)
     if exercise.data is not None:  # stand-ins made here, once, not by workers racing each other
         exercise.data.resolve(data, data_files)
     version, shash = grader_version(), spec_hash(exercise)
@@ -158,14 +214,38 @@ def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, *, work
     todo = [j for j in jobs if force or not gradebook.is_current(exercise.name, j.student, provenance[j.student])]
     by_student = {j.student: j for j in jobs}
     done = by_student.keys() - {j.student for j in todo}
-    for result in gradebook.results(exercise.name, [j.student for j in jobs if j.student in done]):
+    unrecorded: dict[str, SubmissionResult] = {}
+
+    def tell(job: Job, result: SubmissionResult, fresh: bool) -> None:
         if on_result:
-            on_result(by_student[result.student], result, False)
+            try:
+                on_result(job, result, fresh)
+            except Exception:  # a progress display (e.g. a closed pipe) never stops the batch
+                pass
+
+    def record(job: Job, result: SubmissionResult) -> None:
+        result = clean_result(result)
+        result.student = job.student
+        try:
+            gradebook.record(exercise.name, result, provenance[job.student])
+        except Exception as exc:
+            result = _crashed(exercise, job, f"the result could not be recorded: {type(exc).__name__}: {exc}")
+            try:
+                gradebook.record(exercise.name, result, provenance[job.student])
+            except Exception:
+                unrecorded[job.student] = result
+        tell(job, result, True)
+
+    for result in gradebook.results(exercise.name, [j.student for j in jobs if j.student in done]):
+        tell(by_student[result.student], clean_result(result), False)
+    for job in [j for j in todo if j.refused]:
+        record(job, _crashed(exercise, job, job.refused))
+    todo = [j for j in todo if not j.refused]
 
     # A worker that dies breaks its whole pool, and every unfinished job with it. Such jobs are
     # retried in a fresh pool; after a second break each runs alone, so only the notebook that
     # really crashes its worker is recorded as such.
-    queue: list[list[Job]] = [todo]
+    queue: list[list[Job]] = [todo] if todo else []
     breaks = 0
     while queue:
         batch = queue.pop(0)
@@ -181,6 +261,8 @@ def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, *, work
                 job = futures[future]
                 try:
                     result = future.result()
+                    if not isinstance(result, SubmissionResult):
+                        raise TypeError(f"a worker returned {type(result).__name__}, not a SubmissionResult")
                 except BrokenProcessPool:
                     if not alone:
                         retry.append(job)
@@ -188,16 +270,36 @@ def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, *, work
                     result = _crashed(exercise, job, "the grading process crashed on this notebook")
                 except Exception as exc:  # a worker-side failure: recorded, never a lost batch
                     result = _crashed(exercise, job, f"grading failed: {type(exc).__name__}: {exc}")
-                gradebook.record(exercise.name, result, provenance[job.student])
-                if on_result:
-                    on_result(job, result, True)
+                record(job, result)
         finally:
             if executor is None:
                 pool.shutdown(wait=True, cancel_futures=True)
         if retry:
             breaks += 1
             queue.extend([retry] if breaks < 2 else [[j] for j in retry])
-    return gradebook.results(exercise.name, [j.student for j in jobs])
+    stored = {r.student: r for r in gradebook.results(exercise.name, [j.student for j in jobs])}
+    stored.update(unrecorded)
+    return [clean_result(stored[j.student]) for j in jobs if j.student in stored]
+
+
+def _distinct(jobs: list[Job]) -> list[Job]:
+    """Jobs with cleaned, distinct ids: a repeated id (possible only in jobs not made by
+    discover) is renamed as discover would and its job refused, naming both paths."""
+    ids = [clean_id(j.student) for j in jobs]
+    unique = unique_ids(ids)
+    first: dict[str, Path] = {}
+    out = []
+    for job, student, new in zip(jobs, ids, unique):
+        first.setdefault(student, job.path)
+        if new == job.student:
+            out.append(job)
+        elif new == student:  # only cleaned
+            out.append(replace(job, student=new))
+        else:
+            out.append(replace(job, student=new, content_hash=REFUSED, refused=(
+                f"not graded: student id {student!r} is already the id of {first[student]}, "
+                f"so {job.path} cannot be recorded under it (give each notebook its own id)")))
+    return out
 
 
 def _crashed(exercise: Exercise, job: Job, why: str) -> SubmissionResult:
