@@ -1,9 +1,12 @@
 """Exports of grading results to files other tools import: CSV, Gradescope JSON, JUnit XML.
 
 Pure functions of (exercise, results): no kernel, no gradebook, nothing re-graded. Student
-text (test outputs, errors, ids) can contain anything, so every writer is built on a library
-that escapes for its format (csv, json, xml.etree) plus the few guards a library cannot give:
-ids turned into folder names, and characters XML 1.0 cannot hold at all.
+text (test outputs, errors, ids) can contain anything: batch grading cleans it once
+(grader/text.py), and every writer still escapes for its format on its own (csv, json,
+xml.etree) plus the few guards a library cannot give: ids turned into folder names (one rule,
+text.file_name), cells a spreadsheet would evaluate as a formula (neutralise_cell), and
+characters XML 1.0 cannot hold at all. One submission that cannot be written never stops the
+others: the writer goes on and raises ExportError at the end, naming each failure.
 
 Gradescope format: "Autograder Specifications", section "Output format" and "Test case status"
 (gradescope/autograder_samples docs/specs.md, published at
@@ -17,7 +20,6 @@ Formatting"): outputs hold student-controlled text, which Gradescope would other
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import re
@@ -27,6 +29,7 @@ from typing import Any
 
 from .results import SubmissionResult, TestResult
 from .spec import Exercise
+from .text import file_name
 
 FIXED_COLUMNS = ("student", "submission", "status", "score", "max_score", "error")
 UNGRADABLE_TEST = "notebook"  # the one test an ungradable submission gets in Gradescope and JUnit
@@ -35,8 +38,17 @@ UNGRADABLE_TEST = "notebook"  # the one test an ungradable submission gets in Gr
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # Terminal colour/cursor sequences: stripping only their ESC would leave "[31m" litter behind.
 _ANSI_CSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
-_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-_MAX_NAME = 64
+# OWASP "CSV Injection": a cell starting with one of these is read as a formula by spreadsheets.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+class ExportError(ValueError):
+    """Some submissions could not be exported; the others were."""
+
+    def __init__(self, what: str, failures: list[str]):
+        super().__init__(f"{what}: {len(failures)} submission(s) not written: " + "; ".join(failures))
+        self.failures = failures
 
 
 # ---------------------------------------------------------------------------------------- shared
@@ -44,6 +56,11 @@ _MAX_NAME = 64
 def student_id(result: SubmissionResult) -> str:
     """Who submitted: the recorded student, else the notebook's file name without suffix."""
     return result.student or Path(result.submission).stem
+
+
+def output_name(result: SubmissionResult) -> str:
+    """The file or folder stem of a submission in every export: text.file_name of its id."""
+    return file_name(student_id(result))
 
 
 def _num(x: float) -> str:
@@ -84,36 +101,35 @@ def csv_rows(exercise: Exercise, results: list[SubmissionResult]) -> tuple[list[
     return header, rows
 
 
+def neutralise_cell(value: str) -> str:
+    """A cell a spreadsheet will not evaluate: text starting with = + - @ tab or CR gets a
+    leading single quote (OWASP's advice); numbers ("-1.5", "+2e3") stay numbers."""
+    if value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def write_csv(path: Path, exercise: Exercise, results: list[SubmissionResult]) -> None:
     """One row per submission: fixed columns, one per graded item, one per test name.
 
-    RFC 4180 (CRLF line ends, minimal quoting, quotes doubled), UTF-8 without BOM. Cells are
-    written verbatim: a spreadsheet may read a cell starting with "=" as a formula.
+    RFC 4180 (CRLF line ends, minimal quoting, quotes doubled), UTF-8 without BOM. Every cell,
+    header included, goes through neutralise_cell: a text cell that a spreadsheet would read as
+    a formula starts with a single quote (so "=HYPERLINK(...)" reads "'=HYPERLINK(...)").
     """
     header, rows = csv_rows(exercise, results)
-    with path.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    with path.open("w", encoding="utf-8", errors="replace", newline="") as f:
+        writer = csv.writer(f, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        writer.writerow([neutralise_cell(h) for h in header])
+        writer.writerows([neutralise_cell(row.get(h, "")) for h in header] for row in rows)
 
 
 # ------------------------------------------------------------------------------------ Gradescope
 
-def safe_folder_name(student: str) -> str:
-    """A folder name made of [A-Za-z0-9._-] that never is "", "." or ".." nor starts with a dot.
-
-    An id that had to change gets a hash of the original appended, so "a b" and "a_b" (or
-    "../x" and "x") stay apart regardless of the order they come in.
-    """
-    name = _UNSAFE_IN_NAME.sub("_", student).lstrip("._-")[:_MAX_NAME] or "student"
-    if name != student:
-        digest = hashlib.sha256(student.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-        name = f"{name}-{digest}"
-    return name
-
-
 def unique_name(name: str, taken: set[str]) -> str:
-    """name, or name-2, name-3...: case-insensitively new (macOS and Windows fold case)."""
+    """name, or name-2, name-3...: case-insensitively new (macOS and Windows fold case).
+
+    A guard only: names from text.file_name are already distinct for distinct ids; this
+    keeps two results that carry the very same id (not possible from a batch) apart."""
     candidate, n = name, 1
     while candidate.casefold() in taken:
         n += 1
@@ -160,23 +176,30 @@ def gradescope_results(exercise: Exercise, r: SubmissionResult) -> dict[str, Any
 
 
 def write_gradescope(folder: Path, exercise: Exercise, results: list[SubmissionResult]) -> list[Path]:
-    """folder/<safe student>/results.json per submission, in results order; returns the paths.
+    """folder/<output_name>/results.json per submission, in results order; returns the paths.
 
     Every path is checked to resolve inside `folder` (a symlink left in it cannot redirect a
-    write); NaN scores raise instead of producing invalid JSON.
+    write); a NaN score is refused instead of producing invalid JSON. A submission that cannot
+    be written is skipped, the others are written, then ExportError names what was skipped.
     """
     folder.mkdir(parents=True, exist_ok=True)
     root = folder.resolve()
     taken: set[str] = set()
-    paths = []
+    paths, failures = [], []
     for r in results:
-        target = folder / unique_name(safe_folder_name(student_id(r)), taken) / "results.json"
-        if not target.resolve().is_relative_to(root):
-            raise ValueError(f"refusing to write {target}: it resolves outside {folder}")
-        target.parent.mkdir(exist_ok=True)
-        text = json.dumps(gradescope_results(exercise, r), indent=2, ensure_ascii=False, allow_nan=False)
-        target.write_text(text + "\n", encoding="utf-8")
+        target = folder / unique_name(output_name(r), taken) / "results.json"
+        try:
+            if not target.resolve().is_relative_to(root):
+                raise ValueError(f"refusing to write {target}: it resolves outside {folder}")
+            text = json.dumps(gradescope_results(exercise, r), indent=2, ensure_ascii=False, allow_nan=False)
+            target.parent.mkdir(exist_ok=True)
+            target.write_text(text + "\n", encoding="utf-8", errors="replace")
+        except (OSError, ValueError) as exc:
+            failures.append(f"{student_id(r)!r}: {exc}")
+            continue
         paths.append(target)
+    if failures:
+        raise ExportError(f"Gradescope results in {folder}", failures)
     return paths
 
 

@@ -14,23 +14,24 @@ import html
 import io
 import re
 import statistics
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from .exports import unique_name
+from .exports import ExportError, output_name, student_id, unique_name
 from .results import SubmissionResult, TestResult
 from .spec import Exercise
 
 Format = Literal["md", "html"]
 
-_MAX_STEM = 80
 _SLOWEST = 10
-_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
-                     *(f"lpt{i}" for i in range(1, 10))}
+# Labels that set what a submission produced apart from the grader's own words: a student's
+# exception named "All tests passed" or a printed "Score: 70/70" is shown under these, quoted.
+ERROR_LABEL = "Why (this may quote your notebook):"
+OUTPUT_LABEL = "What the check found (values from your code are quoted as they came back):"
+NOTEBOOK_LABEL = "Your notebook raised or printed:"
 
 
 # -- small shared helpers ----------------------------------------------------------------------
@@ -45,7 +46,7 @@ def _pct(part: float, whole: float) -> str:
 
 def student_name(result: SubmissionResult) -> str:
     """Who the feedback is for: the student field, else the submission's file stem."""
-    return result.student.strip() or Path(result.submission).stem or "submission"
+    return student_id(result) or "submission"
 
 
 def failed_tests(result: SubmissionResult) -> list[TestResult]:
@@ -87,7 +88,7 @@ def feedback_markdown(exercise: Exercise, result: SubmissionResult) -> str:
     out += [f"Submission: {md_text(Path(result.submission).name)}  ",
             f"**Score: {_fmt(result.score)}/{_fmt(result.max_score)}**", ""]
     if result.status != "graded":
-        out += ["## Not graded", "", "The submission could not be graded:", "",
+        out += ["## Not graded", "", "The submission could not be graded.", "", ERROR_LABEL, "",
                 md_code_block(result.error or "unknown reason"), ""]
     else:
         out += ["| item | score |", "|---|---:|"]
@@ -97,10 +98,10 @@ def feedback_markdown(exercise: Exercise, result: SubmissionResult) -> str:
     if failures:
         out += ["## Failed tests", ""]
         for t in failures:
-            out += [f"### {md_text(t.name)} ({_fmt(t.score)}/{_fmt(t.max_score)})", "",
+            out += [f"### {md_text(t.name)} ({_fmt(t.score)}/{_fmt(t.max_score)})", "", OUTPUT_LABEL, "",
                     md_code_block(t.output or "(no output)"), ""]
     if result.notebook_errors:
-        out += ["## Notebook problems", ""]
+        out += ["## Notebook problems", "", NOTEBOOK_LABEL, ""]
         for e in result.notebook_errors:
             out += [md_code_block(e), ""]
     if result.status == "graded" and not failures:
@@ -162,8 +163,8 @@ def feedback_html(exercise: Exercise, result: SubmissionResult) -> str:
             f'<p class="sub">Submission: {esc(Path(result.submission).name)}</p>',
             f'<p class="score">Score: {esc(_fmt(result.score))}/{esc(_fmt(result.max_score))}</p>']
     if result.status != "graded":
-        body += ["<h2>Not graded</h2>", "<p>The submission could not be graded:</p>",
-                 _pre(result.error or "unknown reason")]
+        body += ["<h2>Not graded</h2>", "<p>The submission could not be graded.</p>",
+                 f"<p>{esc(ERROR_LABEL)}</p>", _pre(result.error or "unknown reason")]
     else:
         body += ['<table class="items">', '<tr><th>item</th><th class="num">score</th></tr>']
         body += [f'<tr class="{_row_class(s, m)}"><td>{esc(name)}</td>'
@@ -175,9 +176,9 @@ def feedback_html(exercise: Exercise, result: SubmissionResult) -> str:
         body.append("<h2>Failed tests</h2>")
         for t in failures:
             body += [f"<h3>{esc(t.name)} ({esc(_fmt(t.score))}/{esc(_fmt(t.max_score))})</h3>",
-                     _pre(t.output or "(no output)")]
+                     f"<p>{esc(OUTPUT_LABEL)}</p>", _pre(t.output or "(no output)")]
     if result.notebook_errors:
-        body.append("<h2>Notebook problems</h2>")
+        body += ["<h2>Notebook problems</h2>", f"<p>{esc(NOTEBOOK_LABEL)}</p>"]
         body += [_pre(e) for e in result.notebook_errors]
     if result.status == "graded" and not failures:
         body.append("<p>All tests passed.</p>")
@@ -185,22 +186,11 @@ def feedback_html(exercise: Exercise, result: SubmissionResult) -> str:
 
 
 # -- feedback files ----------------------------------------------------------------------------
-def safe_stem(name: str) -> str:
-    """A portable file stem: ASCII letters, digits, '.', '_', '-' only; never empty, hidden,
-    a path or a Windows device name."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_name).strip("._-")[:_MAX_STEM].rstrip("._-")
-    if not stem:
-        return "submission"
-    if stem.split(".", 1)[0].lower() in _WINDOWS_RESERVED:
-        stem += "_"
-    return stem
-
-
 def feedback_file_names(results: Sequence[SubmissionResult], fmt: Format) -> list[str]:
-    """One distinct file name per result, in order; distinct even on case-insensitive disks."""
+    """One file name per result, in order: exports.output_name (text.file_name of the id), the
+    rule every export uses; distinct for distinct ids, even on case-insensitive disks."""
     taken: set[str] = set()
-    return [f"{unique_name(safe_stem(student_name(r)), taken)}.{fmt}" for r in results]
+    return [f"{unique_name(output_name(r), taken)}.{fmt}" for r in results]
 
 
 def write_feedback(folder: Path, exercise: Exercise, results: Sequence[SubmissionResult],
@@ -211,13 +201,19 @@ def write_feedback(folder: Path, exercise: Exercise, results: Sequence[Submissio
     render = feedback_markdown if fmt == "md" else feedback_html
     folder.mkdir(parents=True, exist_ok=True)
     root = folder.resolve()
-    paths = []
+    paths, failures = [], []
     for r, name in zip(results, feedback_file_names(results, fmt)):
         path = root / name
-        if path.parent != root:  # cannot happen with safe_stem; a guard, not a code path
-            raise ValueError(f"feedback file {name!r} would leave {root}")
-        path.write_text(render(exercise, r), encoding="utf-8")
+        try:
+            if path.parent != root or path.is_symlink():  # cannot happen with file_name; a guard
+                raise ValueError(f"feedback file {name!r} would leave {root}")
+            path.write_text(render(exercise, r), encoding="utf-8", errors="replace")
+        except (OSError, ValueError) as exc:  # one submission's file never stops the others
+            failures.append(f"{student_name(r)!r}: {exc}")
+            continue
         paths.append(path)
+    if failures:
+        raise ExportError(f"feedback in {folder}", failures)
     return paths
 
 
@@ -396,5 +392,5 @@ def write_class_report(path: Path, exercise: Exercise, results: Sequence[Submiss
                        generated: datetime | None = None) -> Path:
     """Write class_report() to `path` (parents created); returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(class_report(exercise, results, generated), encoding="utf-8")
+    path.write_text(class_report(exercise, results, generated), encoding="utf-8", errors="replace")
     return path

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from grader.exports import safe_folder_name, write_csv, write_gradescope, write_junit
+from grader.exports import write_csv, write_gradescope, write_junit
 from grader.results import SubmissionResult, TestResult
 from grader.spec import Exercise, load_exercise
+from grader.text import file_name
 
 NASTY = ('expected "ok", got <ndarray shape=(1, 2)> & more,\n'
          "  line 2: \x1b[31mred\x1b[0m bell\x07 'single' ünïcödé ≠ 日本\n"
@@ -182,8 +183,8 @@ def test_gradescope_refuses_a_symlink_that_leads_out(tmp_path, exercise):
 
 
 @pytest.mark.parametrize("student", ["", ".", "..", "...", "../../etc", "/", "-rf", "日本", "a" * 300])
-def test_safe_folder_name_is_a_plain_bounded_name(student):
-    name = safe_folder_name(student)
+def test_file_name_is_a_plain_bounded_name(student):
+    name = file_name(student)
     assert name not in ("", ".", "..") and not name.startswith((".", "-"))
     assert all(c.isascii() and (c.isalnum() or c in "._-") for c in name)
     assert len(name) <= 80

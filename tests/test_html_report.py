@@ -7,6 +7,7 @@ browser really shows: the tables, two decodable PNG charts, and a non-blank page
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import os
 import re
@@ -276,6 +277,10 @@ def test_markdown_text_is_literal() -> None:
 
 
 # -- feedback files ----------------------------------------------------------------------------
+def _hash(student: str) -> str:
+    return hashlib.sha256(student.encode()).hexdigest()[:12]
+
+
 def test_write_feedback_names_are_safe_and_distinct(tmp_path: Path, exercise: Exercise,
                                                     results: list[SubmissionResult]) -> None:
     awkward = ["../../etc/passwd", "Bob", "bob", "bob", "", "Zoë O'Brien", ".hidden", "CON",
@@ -292,10 +297,13 @@ def test_write_feedback_names_are_safe_and_distinct(tmp_path: Path, exercise: Ex
             assert len(p.name) < 100 and p.stem.split(".")[0].lower() != "con"
         names = [p.name for p in paths]
         assert names[:5] == [f"alice.{fmt}", f"bob.{fmt}", f"dan.{fmt}", f"carol.{fmt}", f"eve.{fmt}"]
-        assert names[5] == f"etc_passwd.{fmt}"
-        assert names[6:9] == [f"Bob-2.{fmt}", f"bob-3.{fmt}", f"bob-4.{fmt}"]
+        # text.file_name: a changed id keeps a readable prefix plus a hash of the id, so the
+        # name depends on the id alone (not on which other students are in the batch)
+        assert names[5] == f"etc_passwd-{_hash('../../etc/passwd')}.{fmt}"
+        assert names[6] == f"Bob-{_hash('Bob')}.{fmt}"
+        assert names[7:9] == [f"bob-2.{fmt}", f"bob-3.{fmt}"]  # the very same id again: a guard
         assert names[9] == f"anonymous.{fmt}"  # no student: the submission's stem
-        assert names[10] == f"Zoe_O_Brien.{fmt}"
+        assert names[10] == f"Zoe_O_Brien-{_hash(awkward[5])}.{fmt}"
     assert sorted(os.listdir(tmp_path)) == ["feedback"]
     assert len(os.listdir(folder)) == 2 * len(batch)
     assert HOSTILE in (folder / "bob.md").read_text(encoding="utf-8")
