@@ -9,20 +9,25 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from grader import device, results, sandbox, spec
 from grader.batch import Job, discover, run_batch, shard
 from grader.gradebook import Gradebook
 from grader.report import print_report
+from grader.text import clean_result, clean_text
 
 USAGE_ERROR = 2
 BELOW_THRESHOLD = 1
+EXPORT_FAILED = 3
 LIMIT_OPTIONS = ("cell_timeout", "notebook_timeout", "call_timeout", "grading_timeout", "memory_mb", "processes",
                  "file_size_mb", "disk_mb", "output_mb", "open_files", "cpu_seconds")
 
@@ -97,16 +102,78 @@ def grade_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminal(io.TextIOBase):
+    """What the console writes to: sys.stdout, except that nothing printed can stop a batch.
+
+    A closed pipe (`grade.py ... | head -3`) points stdout at /dev/null, as Python's docs
+    advise (section "Note on SIGPIPE"), and the rest of the output is dropped; a terminal that
+    cannot encode a character gets a backslash escape instead of an exception.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.gone = False
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                try:
+                    self._stream.write(text)
+                except UnicodeEncodeError:
+                    self._stream.write(text.encode(self.encoding, "backslashreplace").decode(self.encoding))
+            except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+                self._hang_up()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                self._hang_up()
+
+    def _hang_up(self) -> None:
+        self.gone = True
+        _stdout_to_devnull(self._stream)
+
+
+def _stdout_to_devnull(stream) -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = Console(file=Terminal(sys.stdout), width=None if sys.stdout.isatty() else 200)
     commands = {"merge": merge_command, "check": check_command}
     try:
         if argv and argv[0] in commands:
             return commands[argv[0]](argv[1:], console)
         return grade_command(argv, console)
     except UsageError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(Text("error: ", style="red") + Text(clean_text(str(exc))))
         return USAGE_ERROR
 
 
@@ -127,7 +194,7 @@ def _check_sandbox(mode: str, console: Console, warn: bool = True) -> None:
     except sandbox.SandboxUnavailable as exc:
         raise UsageError(str(exc)) from None
     if mode == "none" and warn:
-        console.print(f"[bold red]WARNING[/bold red] {sandbox.UNPROTECTED}")
+        console.print(f"[bold red]WARNING[/bold red] {escape(sandbox.UNPROTECTED)}")
 
 
 def grade_command(argv: list[str], console: Console) -> int:
@@ -154,13 +221,17 @@ def grade_command(argv: list[str], console: Console) -> int:
     except (device.DeviceUnavailable, spec.SpecError) as exc:
         raise UsageError(str(exc)) from None
     graded = _run(exercise, jobs, args, console)
+    failures = write_outputs(args, exercise, graded)  # before anything is printed: output cannot stop it
     print_report(console, exercise, graded, feedback=not args.quiet)
-    write_outputs(args, exercise, graded)
+    for failure in failures:
+        console.print(Text("export failed: ", style="bold red") + Text(failure))
+    if failures:
+        return EXPORT_FAILED
     if args.fail_under is not None:
         below = [r for r in graded if r.status != "graded" or 100 * r.score / r.max_score < args.fail_under]
         if below:
-            console.print(f"{len(below)} submission(s) below {args.fail_under:g}%: "
-                          + ", ".join(r.student for r in below))
+            console.print(Text(f"{len(below)} submission(s) below {args.fail_under:g}%: "
+                               + ", ".join(r.student for r in below)))
             return BELOW_THRESHOLD
     return 0
 
@@ -181,9 +252,8 @@ def _run(exercise: spec.Exercise, jobs: list[Job], args: argparse.Namespace, con
             def on_result(job: Job, result, fresh: bool) -> None:
                 progress.advance(task)
                 if fresh:
-                    progress.console.print(f"  {job.student}: {result.score:g}/{result.max_score:g}"
-                                           + ("" if result.status == "graded" else f" ({result.status})"),
-                                           highlight=False)
+                    progress.console.print(Text(f"  {job.student}: {result.score:g}/{result.max_score:g}"
+                                                + ("" if result.status == "graded" else f" ({result.status})")))
 
             return run_batch(exercise, jobs, book, workers=args.jobs, sandbox=args.sandbox,
                              limits=_limits(exercise, args), force=args.force, executor=executor,
@@ -194,28 +264,29 @@ def _run(exercise: spec.Exercise, jobs: list[Job], args: argparse.Namespace, con
             client.close()
 
 
-def write_outputs(args: argparse.Namespace, exercise: spec.Exercise, graded: list) -> None:
-    for target in (args.json, args.csv, args.junit, args.report):
-        if target:
-            target.parent.mkdir(parents=True, exist_ok=True)
-    if args.json:
-        results.write_json(args.json, exercise.name, graded)
-    if args.csv or args.gradescope or args.junit:
-        from grader import exports
+def write_outputs(args: argparse.Namespace, exercise: spec.Exercise, graded: list) -> list[str]:
+    """Every export asked for; one that fails (or fails for some submissions) never stops the
+    others. Returns what failed, one line each."""
+    from grader import exports, html_report
 
-        if args.csv:
-            exports.write_csv(args.csv, exercise, graded)
-        if args.gradescope:
-            exports.write_gradescope(args.gradescope, exercise, graded)
-        if args.junit:
-            exports.write_junit(args.junit, exercise, graded)
-    if args.feedback or args.report:
-        from grader import html_report
-
-        if args.feedback:
-            html_report.write_feedback(args.feedback, exercise, graded, args.feedback_format)
-        if args.report:
-            html_report.write_class_report(args.report, exercise, graded)
+    writers = [(args.json, lambda: results.write_json(args.json, exercise.name, graded)),
+               (args.csv, lambda: exports.write_csv(args.csv, exercise, graded)),
+               (args.gradescope, lambda: exports.write_gradescope(args.gradescope, exercise, graded)),
+               (args.junit, lambda: exports.write_junit(args.junit, exercise, graded)),
+               (args.feedback, lambda: html_report.write_feedback(args.feedback, exercise, graded,
+                                                                  args.feedback_format)),
+               (args.report, lambda: html_report.write_class_report(args.report, exercise, graded))]
+    failures = []
+    for target, write in writers:
+        if not target:
+            continue
+        try:
+            if target not in (args.gradescope, args.feedback):
+                target.parent.mkdir(parents=True, exist_ok=True)
+            write()
+        except Exception as exc:
+            failures.append(clean_text(f"{target}: {type(exc).__name__}: {exc}"))
+    return failures
 
 
 def merge_command(argv: list[str], console: Console) -> int:
@@ -228,7 +299,7 @@ def merge_command(argv: list[str], console: Console) -> int:
         raise UsageError(f"no such gradebook: {', '.join(missing)}")
     with Gradebook(args.output) as book:
         for source in args.inputs:
-            console.print(f"{source}: {book.merge_from(source)} submission(s) merged")
+            console.print(Text(f"{source}: {book.merge_from(source)} submission(s) merged"))
     return 0
 
 
@@ -259,7 +330,7 @@ def check_command(argv: list[str], console: Console) -> int:
         raise UsageError(str(exc)) from None
     result = grade_submission(args.notebook, exercise, sandbox=args.sandbox, limits=_limits(exercise, args),
                               public_only=True, device=chosen, data=args.data, data_files=files)
-    console.print(feedback_text(result), markup=False, highlight=False)
+    console.print(Text(feedback_text(clean_result(result))))
     console.print("(public checks only: the graded run also tests your functions on other inputs)")
     return 0
 
@@ -280,5 +351,15 @@ def guess_exercise(path: Path) -> str:
     return best
 
 
+def run(argv: list[str] | None = None) -> int:
+    """main() as the command line runs it: a reader that left early costs no traceback."""
+    code = main(argv)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left after the last write: nothing more to say
+        _stdout_to_devnull(sys.stdout)
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())
