@@ -55,7 +55,7 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
             clock = time.monotonic()
             _prepare(scratch, exercise, nb, data_dir, files)
             box = Sandbox(sandbox, scratch, limits, {**exercise.kernel_env, **device_env(device)},
-                          device_files(device))
+                          device_files(device), watch_disk=not space.limited)
             with KernelSession(nb, box, limits, exercise.prelude, skip_cells=exercise.skip_cells) as kernel:
                 timings["kernel_start"] = _lap(clock)
                 clock = time.monotonic()

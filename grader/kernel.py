@@ -70,6 +70,14 @@ class NotebookRun:
         return [c for c in self.cells if c.error or c.fatal]
 
 
+# Run first, once the grader is connected: the sandbox starts Python with PYTHONSAFEPATH (nothing
+# in the student's folder may run before the grader connects); the notebook then gets the path
+# Jupyter gives it (its folder first, for the course's helper modules), and its subprocesses the
+# usual one.
+NOTEBOOK_PATH = ("import os as _os, sys as _sys\n_os.environ.pop('PYTHONSAFEPATH', None)\n"
+                 "if '' not in _sys.path:\n    _sys.path.insert(0, '')\ndel _os, _sys")
+
+
 def message_size(content: Any, buffers: list | None = None) -> int:
     """About how many bytes a Jupyter message's content costs the grader to hold.
 
@@ -157,7 +165,7 @@ class KernelSession:
         self.limits = limits
         # Kernel-side code run before the notebook: the probe runtime, then the exercise's
         # prelude (names of grader/kernel_side modules, or source texts of the exercise's own).
-        self.prelude = (kernel_side_source("probe_runtime"),
+        self.prelude = (NOTEBOOK_PATH, kernel_side_source("probe_runtime"),
                         *(kernel_side_source(p) if p.isidentifier() else p for p in prelude))
         self.skip = [re.compile(pattern) for pattern in skip_cells]
         self.restarts = 0
@@ -188,6 +196,7 @@ class KernelSession:
         self._km = km
         _bound_messages(km.context)
         run_sync(km.start_kernel)(**start_kwargs)
+        self.sandbox.watch(km.provisioner.process.pid)
         startup = self._left(60)
         until = time.monotonic() + startup
         while not self.sandbox.sockets_ready(km):  # connect only to what this start's kernel bound
@@ -231,6 +240,9 @@ class KernelSession:
         """
         self._stop()
         self.restarts += 1
+        if self.sandbox.disk_exceeded:  # its files are still there: a new kernel would not help
+            self._gone = cause
+            raise KernelFault(self._gone)
         if self.restarts > self.limits.max_restarts:
             self._gone = f"{cause}; the kernel was restarted {self.limits.max_restarts} times, giving up"
             raise KernelFault(self._gone)
@@ -349,6 +361,8 @@ class KernelSession:
     def _death_cause(self) -> str:
         proc = getattr(getattr(self._km, "provisioner", None), "process", None)
         code = proc.poll() if proc is not None else None
+        if self.sandbox.disk_exceeded:
+            return f"killed: the submission's files passed the disk limit ({self.limits.disk_mb} MB)"
         if code is None:
             return "cause unknown"
         if self.sandbox.memory_killed():

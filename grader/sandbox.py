@@ -32,17 +32,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 import sys
 import sysconfig
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, IO
 
 from jupyter_client.manager import AsyncKernelManager
 
 from . import cgroups, seccomp
-from .scratch import remove_tree
+from .scratch import remove_tree, usage
 from .spec import Limits
 
 MODES = ("bwrap", "none")
@@ -50,7 +52,8 @@ SUBMISSION_NAME = "submission.ipynb"  # the submission's copy in the kernel's wo
 KERNEL_HOME = "home"                  # the kernel's $HOME, in its scratch folder (e.g. ~/.keras/models)
 NOBODY = 65534
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
-RESERVE_BYTES = 32 << 20  # room kept for the grader's own writes in the scratch folder
+RESERVE_BYTES = 32 << 20
+DISK_POLL_SECONDS = 0.5   # the disk watchdog's interval, where the scratch is not a tmpfs of its own  # room kept for the grader's own writes in the scratch folder
 
 UNPROTECTED = ("--sandbox none: the student's code runs as you, with your files, your network and your "
                "environment; only memory, file size, open files and CPU time are limited. Use it only "
@@ -225,7 +228,9 @@ class Sandbox:
     """
 
     def __init__(self, mode: str, scratch: Path, limits: Limits, extra_env: dict[str, str] | None = None,
-                 devices: list[str] = ()):
+                 devices: list[str] = (), watch_disk: bool = False):
+        """watch_disk: the scratch folder is not a filesystem of its own size (no root): a watchdog
+        polls its size and kills the sandbox once it passes disk_mb."""
         check_available(mode)
         self.mode = mode
         self.scratch = scratch
@@ -245,6 +250,9 @@ class Sandbox:
         self.group: cgroups.SandboxGroup | None = None  # the current start's cgroup
         self._filter_fd: int | None = None               # the current start's seccomp program
         self.unlimited: str | None = None   # why the whole-sandbox limits are not in force
+        self.watch_disk = watch_disk
+        self.disk_exceeded = False
+        self._watch_stop: threading.Event | None = None
         if self.sandboxed:
             # Data beside the notebook and in its home is read-only on top of the writable folders.
             readonly = [p for p in sorted(self.workdir.iterdir()) if p.name != SUBMISSION_NAME]
@@ -323,6 +331,29 @@ class Sandbox:
             os.close(self._filter_fd)
             self._filter_fd = None
 
+    def watch(self, pid: int) -> None:
+        """Without a filesystem of its own size, poll the scratch folder's size (links not
+        followed, entries bounded) and kill the sandbox (its first process, `pid`: bwrap takes the
+        rest with it) once it passes disk_mb. A kernel can write for one poll interval past it."""
+        if not self.watch_disk:
+            return
+        stop = self._watch_stop = threading.Event()
+        limit = self.limits.disk_mb * 1024 * 1024
+        max_entries = max(4096, limit // 4096)
+
+        def poll() -> None:
+            while not stop.wait(DISK_POLL_SECONDS):
+                size, entries = usage(self.scratch, max_entries)
+                if size > limit or entries > max_entries:
+                    self.disk_exceeded = True
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    return
+
+        threading.Thread(target=poll, name="convgrade-disk-watch", daemon=True).start()
+
     def memory_killed(self) -> bool:
         """Whether the current start's cgroup killed a process for memory."""
         return bool(self.group is not None and self.group.oom_kills())
@@ -330,6 +361,9 @@ class Sandbox:
     def release(self) -> None:
         """End the current start's cgroup (its processes are killed); call after the kernel stopped."""
         self._close_filter()
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+            self._watch_stop = None
         if self.group is not None:
             self.group.close()
             self.group = None

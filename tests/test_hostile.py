@@ -169,7 +169,8 @@ def test_hostile_notebook_gets_its_verdict(name, exercise, tmp_path, listener, c
 
 # Cases that must hold when the grader is an ordinary user too (no cgroup or mount needed).
 AS_USER = ["restart_rebinds_links_the_kernel_made", "links_in_place_of_the_graders_files", "fork_bomb",
-           "replay_sleeps_after_every_restart", "read_reference_source", "network_exfiltration"]
+           "replay_sleeps_after_every_restart", "read_reference_source", "network_exfiltration",
+           "disk_filled_by_files_under_the_file_limit", "launcher_planted_in_the_working_folder"]
 GRADE_AS_USER = """
 import json, sys, os
 from pathlib import Path
@@ -204,8 +205,10 @@ def test_hostile_notebook_as_an_ordinary_user(name, tmp_path, listener, canary):
     report = json.dumps([doc["error"], doc["notebook_errors"], [(t["name"], t["output"]) for t in doc["tests"]]],
                         indent=1)[:6000]
     assert received == [], "a kernel reached the grader's loopback"
-    if case.get("status") == "ungradable":
-        assert doc["status"] == "ungradable" and doc["error"], report
+    assert list(scratch_root.iterdir()) == [], "the submission's scratch folder was left behind"
+    expected = {**case, **case.get("as_user", {})}
+    if expected.get("status") == "ungradable":
+        assert doc["status"] == "ungradable" and expected.get("error", "") in (doc["error"] or "x"), report
         return
     assert doc["status"] == "graded", report
     by_item = {}
@@ -213,7 +216,6 @@ def test_hostile_notebook_as_an_ordinary_user(name, tmp_path, listener, canary):
         item = t["name"].split(":")[0]
         by_item[item] = "failed" if t["status"] == "failed" or by_item.get(item) == "failed" else "passed"
     assert by_item == {i: "failed" if i in case["failed"] else "passed" for i in ITEMS}, report
-    assert list(scratch_root.iterdir()) == [], "the submission's scratch folder was left behind"
 
 
 def test_the_suite_has_at_least_twenty_notebooks():

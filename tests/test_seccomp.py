@@ -40,6 +40,10 @@ def run_sandboxed(code: str, filter_file: Path | None, timeout: float = 60) -> s
     """`python -c code` in bwrap, with the filter on an inherited fd unless filter_file is None."""
     args = [BWRAP, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--unshare-pid", "--die-with-parent"]
+    # The project (and its venv) may itself live under /tmp (a CI clone): bound again on top.
+    for root in sorted({Path(sys.prefix), Path(__file__).resolve().parent.parent}):
+        if Path("/tmp") in root.parents:
+            args += ["--ro-bind", str(root), str(root)]
     fds: tuple[int, ...] = ()
     fd = None
     if filter_file is not None:
