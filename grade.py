@@ -23,7 +23,7 @@ from grader import device, results, sandbox, spec
 from grader.batch import Job, discover, run_batch, shard
 from grader.gradebook import Gradebook
 from grader.report import print_report
-from grader.text import clean_result, clean_text
+from grader.text import clean_id, clean_result, clean_text
 
 USAGE_ERROR = 2
 BELOW_THRESHOLD = 1
@@ -105,8 +105,9 @@ def grade_parser() -> argparse.ArgumentParser:
 class Terminal(io.TextIOBase):
     """What the console writes to: sys.stdout, except that nothing printed can stop a batch.
 
-    A closed pipe (`grade.py ... | head -3`) points stdout at /dev/null, as Python's docs
-    advise (section "Note on SIGPIPE"), and the rest of the output is dropped; a terminal that
+    A closed pipe (`grade.py ... | head -3`), or any other write error (a full disk, a closed
+    stream), points stdout at /dev/null, as Python's docs advise (section "Note on SIGPIPE"),
+    and the rest of the output is dropped; a terminal that
     cannot encode a character gets a backslash escape instead of an exception.
     """
 
@@ -137,7 +138,7 @@ class Terminal(io.TextIOBase):
                     self._stream.write(text)
                 except UnicodeEncodeError:
                     self._stream.write(text.encode(self.encoding, "backslashreplace").decode(self.encoding))
-            except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+            except (OSError, ValueError):  # a closed pipe, a full disk, a closed stream
                 self._hang_up()
         return len(text)
 
@@ -145,7 +146,7 @@ class Terminal(io.TextIOBase):
         if not self.gone:
             try:
                 self._stream.flush()
-            except (BrokenPipeError, ValueError):
+            except (OSError, ValueError):
                 self._hang_up()
 
     def _hang_up(self) -> None:
@@ -166,7 +167,9 @@ def _stdout_to_devnull(stream) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    console = Console(file=Terminal(sys.stdout), width=None if sys.stdout.isatty() else 200)
+    stdout = sys.stdout if sys.stdout is not None else open(os.devnull, "w")  # noqa: SIM115 (`>&-`)
+    terminal = Terminal(stdout)
+    console = Console(file=terminal, width=None if terminal.isatty() else 200)
     commands = {"merge": merge_command, "check": check_command}
     try:
         if argv and argv[0] in commands:
@@ -300,7 +303,9 @@ def merge_command(argv: list[str], console: Console) -> int:
     with Gradebook(args.output) as book:
         for source in args.inputs:
             console.print(Text(f"{source}: {book.merge_from(source)} submission(s) merged"))
-    return 0
+        for exercise, student in book.refused:
+            console.print(Text(f"not merged (a field is not of its kind): {exercise} / {clean_id(student)}"))
+    return 1 if book.refused else 0
 
 
 def check_command(argv: list[str], console: Console) -> int:

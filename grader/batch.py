@@ -27,7 +27,7 @@ import grader
 from .gradebook import Gradebook, Provenance
 from .results import SubmissionResult
 from .spec import Exercise, Limits, load_exercise
-from .text import clean_id, clean_result
+from .text import MAX_ID, clean_id, clean_result
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,7 +93,8 @@ def unique_ids(ids: list[str]) -> list[str]:
         candidate, n = student, 1
         while candidate in assigned or (n > 1 and candidate in reserved):
             n += 1
-            candidate = f"{student}~{n}"
+            suffix = f"~{n}"  # the base is cut so that the id stays within clean_id's length
+            candidate = f"{student[:MAX_ID - len(suffix)]}{suffix}"
         assigned.add(candidate)
         out.append(candidate)
     return out

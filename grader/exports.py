@@ -39,7 +39,8 @@ _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]
 # Terminal colour/cursor sequences: stripping only their ESC would leave "[31m" litter behind.
 _ANSI_CSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 # OWASP "CSV Injection": a cell starting with one of these is read as a formula by spreadsheets.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# Also their full-width forms, which some spreadsheets fold to ASCII on import.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -194,7 +195,7 @@ def write_gradescope(folder: Path, exercise: Exercise, results: list[SubmissionR
             text = json.dumps(gradescope_results(exercise, r), indent=2, ensure_ascii=False, allow_nan=False)
             target.parent.mkdir(exist_ok=True)
             target.write_text(text + "\n", encoding="utf-8", errors="replace")
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 (one submission's export never stops the others)
             failures.append(f"{student_id(r)!r}: {exc}")
             continue
         paths.append(target)

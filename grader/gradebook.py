@@ -9,6 +9,7 @@ A submission is keyed by (exercise, student): regrading replaces its row.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -70,6 +71,7 @@ class Provenance:
 class Gradebook:
     def __init__(self, path: Path):
         self.path = path
+        self.refused: list[tuple[str, str]] = []  # rows of merged gradebooks that were not copied
         self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -139,15 +141,45 @@ class Gradebook:
         return [by_student[s] for s in students if s in by_student]
 
     def merge_from(self, other: Path) -> int:
-        """Copy every submission of another gradebook in; the more recently graded row wins."""
+        """Copy every submission of another gradebook in; the more recently graded row wins.
+
+        A shard is data, not trusted code: a row whose fields are not of their column's kind
+        (text, finite numbers, a known status, a graded_at not in the future) is not copied;
+        its (exercise, student) goes to `self.refused`.
+        """
         count = 0
         with closing(Gradebook(other)._db) as src:  # (brings an older file's schema up to date)
             for row in src.execute(f"SELECT {','.join(SUBMISSION_COLUMNS)} FROM submissions"):
+                tests = src.execute("SELECT * FROM tests WHERE exercise=? AND student=?", row[:2]).fetchall()
+                if not (_valid_submission(row) and all(_valid_test(t) for t in tests)):
+                    self.refused.append((str(row[0]), str(row[1])))
+                    continue
                 mine = self._db.execute("SELECT graded_at FROM submissions WHERE exercise=? AND student=?",
                                         row[:2]).fetchone()
                 if mine is not None and mine[0] >= row[SUBMISSION_COLUMNS.index("graded_at")]:
                     continue
-                tests = src.execute("SELECT * FROM tests WHERE exercise=? AND student=?", row[:2]).fetchall()
                 self._transaction([tuple(row)], [tuple(t) for t in tests])
                 count += 1
         return count
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _valid_submission(row: tuple) -> bool:
+    """A submissions row of SUBMISSION_COLUMNS whose fields are of their column's kind."""
+    f = dict(zip(SUBMISSION_COLUMNS, row))
+    texts = ("exercise", "student", "submission", "content_hash", "spec_hash", "grader_version", "device",
+             "notebook_errors", "timings", "environment")
+    return (all(isinstance(f[k], str) for k in texts) and isinstance(f["error"], str | None)
+            and f["status"] in ("graded", "ungradable")
+            and all(_number(f[k]) for k in ("score", "max_score", "duration_s", "graded_at"))
+            and f["graded_at"] <= time.time() + 86400)
+
+
+def _valid_test(row: tuple) -> bool:
+    """A tests row (exercise, student, position, name, score, max_score, status, output)."""
+    _, _, position, name, score, max_score, status, output = row
+    return (isinstance(position, int) and isinstance(name, str) and isinstance(output, str)
+            and _number(score) and _number(max_score) and status in ("passed", "failed"))

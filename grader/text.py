@@ -77,6 +77,15 @@ def _id_char(ch: str) -> str:
     return _visible(ch)
 
 
+def _invisible(ch: str) -> bool:
+    """A character that shows as nothing (or as a plain space) on a terminal or a page."""
+    code = ord(ch)
+    category = unicodedata.category(ch)
+    return (category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or (category == "Zs" and ch != " ")
+            or 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF or 0x180B <= code <= 0x180F
+            or code in (0x034F, 0x115F, 0x1160, 0x2800, 0x3164, 0xFFA0))
+
+
 def clean_id(student: object, limit: int = MAX_ID) -> str:
     """A student id (or a path) as one inert, visible line of at most `limit` characters.
 
@@ -85,6 +94,7 @@ def clean_id(student: object, limit: int = MAX_ID) -> str:
     """
     student = student if isinstance(student, str) else str(student)
     cleaned = _UNSAFE_ID.sub(lambda m: _id_char(m.group()), student)
+    cleaned = "".join(_visible(c) if _invisible(c) else c for c in cleaned)
     cleaned = _EDGE_SPACE.sub(lambda m: "".join(_visible(c) for c in m.group()), cleaned)
     if len(cleaned) > limit:
         cleaned = f"{cleaned[:limit - HASH_CHARS - 1]}~{_digest(cleaned)}"
@@ -93,7 +103,8 @@ def clean_id(student: object, limit: int = MAX_ID) -> str:
 
 def clean_result(result: SubmissionResult) -> SubmissionResult:
     """A copy of `result` with every student-influenced string cleaned (id, paths, errors, tests)."""
-    tests = [dataclasses.replace(t, name=clean_text(t.name, 500), output=clean_text(t.output))
+    tests = [dataclasses.replace(t, name=clean_text(t.name, 500), output=clean_text(t.output),
+                                 status=t.status if t.status in ("passed", "failed") else "failed")
              for t in result.tests]
     return dataclasses.replace(
         result, submission=clean_id(result.submission, MAX_PATH),

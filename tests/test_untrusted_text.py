@@ -384,3 +384,59 @@ def test_a_terminal_that_cannot_encode_the_text_changes_nothing(tmp_path):
     assert b"Traceback" not in proc.stderr
     proc.stdout.decode("ascii")
     _exports_parse(tmp_path, 3)
+
+
+# -- found by attacking the change (red team) ---------------------------------------------------
+def test_ids_past_the_length_limit_stay_unique_and_never_take_a_real_students_id(tmp_path):
+    """A 120-character folder with two notebooks, beside a folder named like what the second one's
+    id became when a suffix pushed it past the limit and it was cut again."""
+    long_name = "A" * 120
+    base = text.clean_id(long_name)
+    lookalike = text.clean_id(base + "~2")            # what re-cleaning a too long "base~2" gives
+    for rel in [f"{long_name}/a.ipynb", f"{long_name}/b.ipynb", f"{lookalike}/x.ipynb"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    jobs = batch.discover([tmp_path])
+    ids = [j.student for j in jobs]
+    assert len(set(ids)) == 3 and lookalike in ids
+    assert all(text.clean_id(i) == i for i in ids)     # within the limit: cleaning again keeps them
+
+
+@pytest.mark.parametrize("invisible", ["\ufe0f", "\U000e0041", "\u180b", "\u2800", "\u3000", "\u2061"])
+def test_invisible_characters_in_ids_are_shown(invisible):
+    assert text.clean_id("bob" + invisible) != "bob" and text.clean_id("bob" + invisible).isprintable()
+    assert text.clean_id("b" + invisible + "ob").isascii()
+
+
+@pytest.mark.parametrize("cell", ["\uff1d1+1", "\uff0bcmd", "\uff20SUM(A1)", "\uff0d2+3"])
+def test_full_width_formula_signs_are_neutralised(cell):
+    assert neutralise_cell(cell) == "'" + cell
+
+
+def test_a_stdout_that_fails_to_write_loses_no_export(tmp_path):
+    """stdout on /dev/full: every write fails with ENOSPC; the exports are still written."""
+    subs = tmp_path / "subs"
+    for i in range(3):
+        (subs / f"s{i}").mkdir(parents=True)
+        (subs / f"s{i}" / "work.ipynb").write_text(str(i))
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(_driver_args(tmp_path, subs), cwd=ROOT, stdout=full, stderr=subprocess.PIPE,
+                              timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    _exports_parse(tmp_path, 3)
+
+
+def test_merge_copies_no_row_whose_fields_are_not_of_their_kind(tmp_path):
+    from grader.gradebook import Gradebook, Provenance
+    shard, into = tmp_path / "shard.sqlite", tmp_path / "book.sqlite"
+    with Gradebook(shard) as book:
+        for student in ("good", "bad-score", "bad-status"):
+            book.record("ex", SubmissionResult(f"{student}.ipynb", "graded", 1.0, 2.0, student=student,
+                                               tests=[TestResult("f: a", 1.0, 1.0, "passed")]),
+                        Provenance("c", "s", "v"))
+        book._db.execute("UPDATE submissions SET score='abc' WHERE student='bad-score'")
+        book._db.execute("UPDATE tests SET status='passed\x1b[5m' WHERE student='bad-status'")
+    with Gradebook(into) as book:
+        assert book.merge_from(shard) == 1
+        assert sorted(s for _, s in book.refused) == ["bad-score", "bad-status"]
+        assert [r.student for r in book.results("ex")] == ["good"]
