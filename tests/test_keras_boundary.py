@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -113,3 +114,55 @@ def test_a_failed_answer_is_asked_again(make_student):
 ])
 def test_training_accuracy_reads_one_unit_as_binary_and_more_as_classes(out, labels, right):
     assert predicted_right(np.array(out), np.array(labels)).tolist() == right
+
+
+# -- the allowlist: a description is code (issue #15) --------------------------------------------
+def op_model(function: str = "math.add") -> str:
+    """tiny() plus an op layer (what `tf.math.add(x, 1.0)` on a Keras tensor becomes), named `function`."""
+    import tensorflow as tf
+    inp = tf_keras.Input((4,))
+    model = tf_keras.Model(inp, tf.math.add(tf_keras.layers.Dense(4)(inp), 1.0))
+    text = model.to_json()
+    assert '"function": "math.add"' in text
+    return text.replace('"function": "math.add"', f'"function": "{function}"')
+
+
+@pytest.mark.parametrize("function", ["io.read_file", "io.write_file", "io.decode_raw", "raw_ops.ReadFile",
+                                      "py_function", "numpy_function", "print", "compat.v1.io.read_file"])
+def test_op_layers_naming_anything_but_arithmetic_are_refused_before_anything_is_built(function, monkeypatch):
+    monkeypatch.setattr(tf_keras.models, "model_from_json", lambda *a, **k: pytest.fail("built"))
+    with pytest.raises(UnsafeModel, match=re.escape(f"calls tf.{function}")):
+        rebuild(probe.KerasModelConfig(op_model(function)))
+
+
+def test_an_arithmetic_op_layer_is_rebuilt():
+    assert rebuild(probe.KerasModelConfig(op_model("math.add"))).count_params() == 20
+
+
+@pytest.mark.parametrize("edit, refused", [
+    (('"units": 4', '"units": 1000000000'), "units 1000000000"),
+    (('"class_name": "Add"', '"class_name": "TextVectorization"'), "TextVectorization"),
+    (('"module": "keras.layers", "class_name": "Add"', '"module": "os", "class_name": "Add"'), "module os"),
+    (('"activation": "linear"', '"activation": {"module": "builtins", "class_name": "function", "config": "eval"}'),
+     "(function)"),
+    (('"activation": "linear"', '"activation": "deserialize"'), "activation deserialize"),
+])
+def test_descriptions_outside_the_allowlist_are_refused_with_what_and_where(edit, refused):
+    text = tiny().to_json()
+    assert edit[0] in text, edit[0]
+    with pytest.raises(UnsafeModel, match=re.escape(refused)):
+        rebuild(probe.KerasModelConfig(text.replace(edit[0], edit[1], 1)))
+
+
+def test_a_description_nested_past_the_limit_is_refused():
+    text = tiny().to_json().replace('"dtype": "float32"', '"dtype": ' + "[" * 100 + "]" * 100, 1)
+    with pytest.raises(UnsafeModel, match="nested too deeply"):
+        rebuild(probe.KerasModelConfig(text))
+
+
+def test_the_reference_models_of_every_keras_exercise_are_in_the_allowlist():
+    from grader.keras_models import check_description
+    from reference import conv_application, mobilenet_transfer, resnet50
+    for model in (resnet50.ResNet50(), conv_application.happyModel(), conv_application.convolutional_model((64, 64, 3)),
+                  mobilenet_transfer.alpaca_model(data_augmentation=mobilenet_transfer.data_augmenter())):
+        check_description(model.to_json())
