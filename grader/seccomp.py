@@ -22,6 +22,9 @@ perf_event_open must get an error it can handle). The groups, one reason each:
 - file handles (open_by_handle_at, name_to_handle_at): open_by_handle_at escapes a bind mount
   (the "shocker" container breakout).
 - fanotify_init: watching (and with permission events, blocking) file access outside the sandbox.
+- io_uring (setup, enter, register): its operations run without passing this filter, and it has
+  been a frequent home of kernel exploits; kcmp and pidfd_getfd: inspecting or taking another
+  process's file descriptors.
 - terminal injection (ioctl TIOCSTI, TIOCLINUX): typing commands into the terminal the grader
   was started from. The ioctl number is compared on its low 32 bits, as the kernel reads it
   (a 64-bit comparison missed 0x1_00005412: CVE-2019-10063 in flatpak).
@@ -67,6 +70,9 @@ DENIED: tuple[str, ...] = (
     "open_by_handle_at", "name_to_handle_at",
     # file-access monitoring
     "fanotify_init",
+    # io_uring (a large kernel attack surface that also bypasses syscall filtering of the
+    # operations it carries) and comparing or taking other processes' descriptors
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "kcmp", "pidfd_getfd",
 )
 
 #: clone fails with EPERM when its flags carry any of these (one masked comparison per flag).

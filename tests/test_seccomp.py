@@ -187,6 +187,11 @@ probes = {
     "open_by_handle_at": lambda: sc("open_by_handle_at", -1, 0, 0),
     "name_to_handle_at": lambda: sc("name_to_handle_at", -1, 0, 0, 0, 0),
     "fanotify_init": lambda: sc("fanotify_init", U(0xFFFFFFFF), 0),
+    "io_uring_setup": lambda: sc("io_uring_setup", 0, 0),  # 0 entries: EINVAL
+    "io_uring_enter": lambda: sc("io_uring_enter", -1, 0, 0, 0, 0, 0),
+    "io_uring_register": lambda: sc("io_uring_register", -1, 0, 0, 0),
+    "kcmp": lambda: sc("kcmp", NOPID, NOPID, 0, 0, 0),
+    "pidfd_getfd": lambda: sc("pidfd_getfd", -1, 0, 0),
     # clone with each namespace flag; clone3 (ENOSYS under the filter, EINVAL for a NULL struct)
     **{"clone_" + name: (lambda flag=flag: clone(flag)) for name, flag in CLONE_FLAGS.items()},
     "clone3": lambda: sc("clone3", 0, 0),
