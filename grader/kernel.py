@@ -441,8 +441,8 @@ class KernelSession:
         if self._gone:
             raise KernelFault(f"not run: {self._gone}")
         now = time.monotonic()
-        if self._calls_deadline is None:
-            self._calls_deadline = now + self.limits.grading_timeout
+        if self._calls_deadline is None:  # the calls' phase begins: restarts now count against it
+            self._calls_deadline = self._deadline = now + self.limits.grading_timeout
         if now >= self._calls_deadline:
             self._gone = f"the grading time limit ({self.limits.grading_timeout:g}s for all calls) was reached"
             raise KernelFault(f"not run: {self._gone}")
