@@ -105,7 +105,6 @@ class OutputBudget:
     """What the kernel may send over iopub in a whole session (all cells, restarts, replays)."""
 
     def __init__(self, limit_bytes: int):
-        self.limit = limit_bytes
         self.left = limit_bytes
 
     def take(self, size: int) -> bool:
@@ -161,7 +160,6 @@ class KernelSession:
                  prelude: tuple[str, ...] = (), skip_cells: tuple[str, ...] = ()):
         self.nb = nb
         self.sandbox = sandbox
-        self.exchange = sandbox.exchange
         self.limits = limits
         # Kernel-side code run before the notebook: the probe runtime, then the exercise's
         # prelude (names of grader/kernel_side modules, or source texts of the exercise's own).
@@ -431,11 +429,11 @@ class KernelSession:
             owner = self.sandbox.kernel_owner
             if owner is not None:
                 os.fchown(folder.fd, owner, owner)
-            os.rename(staged, self.exchange / name)
-            yield self.exchange / name, folder
+            os.rename(staged, self.sandbox.exchange / name)
+            yield self.sandbox.exchange / name, folder
         finally:
             folder.close()
-            remove_tree(self.exchange / name)  # links are removed, not followed
+            remove_tree(self.sandbox.exchange / name)  # links are removed, not followed
 
     def _execute_call(self, call_dir: Path, what: str) -> None:
         if self._gone:

@@ -14,6 +14,8 @@ import json
 import os
 import re
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,8 +171,14 @@ class AnswerFolder:
         self.close()
 
 
-def _folder(call_dir: Path | AnswerFolder) -> AnswerFolder:
-    return call_dir if isinstance(call_dir, AnswerFolder) else AnswerFolder(call_dir)
+@contextmanager
+def _folder(call_dir: Path | AnswerFolder) -> Iterator[AnswerFolder]:
+    """The AnswerFolder for call_dir: the caller's own, or one opened (and closed) here."""
+    if isinstance(call_dir, AnswerFolder):
+        yield call_dir
+        return
+    with AnswerFolder(call_dir) as folder:
+        yield folder
 
 
 def read_result(call_dir: Path | AnswerFolder, max_bytes: int) -> Any:
@@ -179,27 +187,18 @@ def read_result(call_dir: Path | AnswerFolder, max_bytes: int) -> Any:
     Returns the decoded value, or a StudentException if the student's function raised.
     Raises ProbeError if the answer is missing or breaks the protocol.
     """
-    folder = _folder(call_dir)
-    try:
+    with _folder(call_dir) as folder:
         return _answer(_read_doc(folder), folder, [max_bytes])
-    finally:
-        if folder is not call_dir:
-            folder.close()
 
 
 def read_batch(call_dir: Path | AnswerFolder, count: int, max_bytes: int) -> list[Any]:
     """Parse the answer to write_batch: one value (or StudentException) per call, in order."""
-    folder = _folder(call_dir)
-    try:
-        doc = _read_doc(folder)
-        answers = doc.get("batch")
+    with _folder(call_dir) as folder:
+        answers = _read_doc(folder).get("batch")
         if not isinstance(answers, list) or len(answers) != count:
             raise ProbeError("the batch answer has the wrong form")
         budget = [max_bytes]
         return [_answer(a, folder, budget) for a in answers]
-    finally:
-        if folder is not call_dir:
-            folder.close()
 
 
 def _parse_json(data: bytes, what: str) -> Any:

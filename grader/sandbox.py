@@ -52,8 +52,8 @@ SUBMISSION_NAME = "submission.ipynb"  # the submission's copy in the kernel's wo
 KERNEL_HOME = "home"                  # the kernel's $HOME, in its scratch folder (e.g. ~/.keras/models)
 NOBODY = 65534
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
-RESERVE_BYTES = 32 << 20
-DISK_POLL_SECONDS = 0.5   # the disk watchdog's interval, where the scratch is not a tmpfs of its own  # room kept for the grader's own writes in the scratch folder
+RESERVE_BYTES = 32 << 20  # room kept for the grader's own writes in the scratch folder
+DISK_POLL_SECONDS = 0.5   # the disk watchdog's interval, where the scratch is not a tmpfs of its own
 
 UNPROTECTED = ("--sandbox none: the student's code runs as you, with your files, your network and your "
                "environment; only memory, file size, open files and CPU time are limited. Use it only "
@@ -152,11 +152,11 @@ def _parents(path: Path) -> list[Path]:
     return [p for p in reversed(path.parents) if str(p) != "/"]
 
 
-def _system_args(limits: Limits, devices: list[str]) -> list[str]:
+def _system_args(limits: Limits, devices: list[str], as_root: bool) -> list[str]:
     """Namespaces, the read-only system, /proc, /dev and the private tmpfs folders."""
     args = [shutil.which("bwrap") or "bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
-    if os.geteuid() != 0:
+    if not as_root:
         args.append("--unshare-user")
     args += ["--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib64", "lib32"):
@@ -191,27 +191,25 @@ def _bind_args(binds: list[tuple[str, Path]], made: set[Path]) -> list[str]:
     return args
 
 
-def _regular_files_below(folder: Path) -> list[Path]:
-    """Regular files under `folder` (grader-made, before any kernel ran), links not followed."""
-    found, stack = [], [folder]
+def _tree(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The folders (`folder` included) and regular files under `folder`, links not followed
+    (a grader-made tree, listed before any kernel ran)."""
+    folders, files, stack = [], [], [folder]
     while stack:
-        with os.scandir(stack.pop()) as entries:
+        current = stack.pop()
+        folders.append(current)
+        with os.scandir(current) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
                 elif entry.is_file(follow_symlinks=False):
-                    found.append(Path(entry.path))
-    return sorted(found)
+                    files.append(Path(entry.path))
+    return sorted(folders), sorted(files)
 
 
-def _folders_below(folder: Path) -> list[Path]:
-    found, stack = [], [folder]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        with os.scandir(current) as entries:
-            stack += [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
-    return sorted(found)
+def _socket_names(km: WrappedKernelManager) -> dict[str, str]:
+    """Each channel's socket file name in the start's ipc folder (ipc transport: ip-port)."""
+    return {channel: f"kernel-{getattr(km, channel + '_port')}" for channel in CHANNELS}
 
 
 def _own(path: Path, owner: int) -> None:
@@ -232,7 +230,6 @@ class Sandbox:
         """watch_disk: the scratch folder is not a filesystem of its own size (no root): a watchdog
         polls its size and kills the sandbox once it passes disk_mb."""
         check_available(mode)
-        self.mode = mode
         self.scratch = scratch
         self.workdir = scratch / "work"
         self.home = scratch / KERNEL_HOME
@@ -243,26 +240,24 @@ class Sandbox:
         self._ipc_root = scratch if len(str(scratch)) <= 60 else Path(tempfile.mkdtemp(prefix="cg-", dir="/tmp"))
         self.limits = limits
         self.sandboxed = mode == "bwrap"
-        self.as_root = os.geteuid() == 0
-        self.kernel_owner = NOBODY if self.sandboxed and self.as_root else None
+        as_root = os.geteuid() == 0
+        self.kernel_owner = NOBODY if self.sandboxed and as_root else None
         self.env = {**kernel_environment(self.sandboxed, extra_env), "HOME": str(self.home)}
         self._starts = 0
         self.group: cgroups.SandboxGroup | None = None  # the current start's cgroup
         self._filter_fd: int | None = None               # the current start's seccomp program
-        self.unlimited: str | None = None   # why the whole-sandbox limits are not in force
         self.watch_disk = watch_disk
         self.disk_exceeded = False
         self._watch_stop: threading.Event | None = None
         if self.sandboxed:
             # Data beside the notebook and in its home is read-only on top of the writable folders.
-            readonly = [p for p in sorted(self.workdir.iterdir()) if p.name != SUBMISSION_NAME]
-            readonly += _regular_files_below(self.home)
+            home_folders, home_files = _tree(self.home)
+            readonly = [p for p in sorted(self.workdir.iterdir()) if p.name != SUBMISSION_NAME] + home_files
             if self.kernel_owner is not None:  # the kernel runs as nobody: it owns its folders only
-                for path in (self.workdir, self.exchange, self.workdir / SUBMISSION_NAME,
-                             *_folders_below(self.home)):
+                for path in (self.workdir, self.exchange, self.workdir / SUBMISSION_NAME, *home_folders):
                     _own(path, self.kernel_owner)
             self._made: set[Path] = {Path("/tmp")}
-            self._head = _system_args(limits, list(devices))
+            self._head = _system_args(limits, list(devices), as_root)
             self._head += _bind_args([("--ro-bind", r) for r in _python_roots()], self._made)
             self._head += _bind_args([("--bind", self.workdir), ("--bind", self.home), ("--bind", self.exchange),
                                       *(("--ro-bind", p) for p in readonly)], self._made)
@@ -319,9 +314,7 @@ class Sandbox:
         # Memory and processes for the whole sandbox (every process, its tmpfs included): a
         # cgroup per start that the first process joins before it runs anything else.
         group = cgroups.create(cgroups.unique_name(), self.limits.memory_mb * 1024 * 1024, self.limits.processes)
-        if isinstance(group, cgroups.Unavailable):
-            self.unlimited = group.reason
-        else:
+        if not isinstance(group, cgroups.Unavailable):  # else: per-process rlimits only (README)
             self.group = group
             km.wrapper = [*cgroups.launcher(group), *km.wrapper]
         return km, {"cwd": str(self.workdir), "env": self.env, "stdout": self.log, "stderr": self.log, **extra}
@@ -380,8 +373,7 @@ class Sandbox:
             if self.kernel_owner is not None:
                 os.fchown(fd, 0, 0)
                 os.fchmod(fd, 0o755)
-            for channel in CHANNELS:
-                name = f"kernel-{getattr(km, channel + '_port')}"
+            for channel, name in _socket_names(km).items():
                 mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
                 if not stat.S_ISSOCK(mode):
                     raise RuntimeError(f"the kernel's {channel} socket is not a socket")
@@ -399,7 +391,7 @@ class Sandbox:
     def sockets_ready(self, km: WrappedKernelManager) -> bool:
         """Whether the kernel has bound every channel's socket (ipc transport)."""
         ipc = Path(km.connection_file).parent
-        return all((ipc / f"kernel-{getattr(km, channel + '_port')}").exists() for channel in CHANNELS)
+        return all((ipc / name).exists() for name in _socket_names(km).values())
 
     def close(self) -> None:
         self.release()
