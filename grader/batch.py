@@ -173,14 +173,36 @@ def _reference_files(exercise: Exercise) -> list[Path]:
 def grade_one(exercise_name: str, path: str, student: str, sandbox: str, limits: Limits | None,
               device: str = "cpu", data: str | None = None,
               data_files: dict[str, str] | None = None) -> SubmissionResult:
-    """The unit of work a worker runs (top-level, picklable): grade one notebook."""
+    """The unit of work a worker runs (top-level, picklable): grade one notebook.
+
+    The model worker (students' Keras models are built there) is kept for every job of this
+    process with the same settings: TensorFlow is imported in it once per grading process."""
     from .grading import grade_submission
 
+    files = tuple(sorted((data_files or {}).items()))
     result = grade_submission(Path(path), _exercise(exercise_name), sandbox=sandbox, limits=limits, device=device,
-                              data=Path(data) if data else None,
-                              data_files={k: Path(v) for k, v in (data_files or {}).items()})
+                              data=Path(data) if data else None, data_files={k: Path(v) for k, v in files},
+                              models=_model_worker(exercise_name, sandbox, limits, device, data, files))
     result.student = student
     return result
+
+
+@lru_cache(maxsize=2)
+def _model_worker(exercise_name: str, sandbox: str, limits: Limits | None, device: str, data: str | None,
+                  files: tuple[tuple[str, str], ...]):
+    """This process's model worker for these settings (None if the exercise needs none); closed
+    when the process ends."""
+    import multiprocessing.util
+
+    from .grading import model_worker_for
+
+    exercise = _exercise(exercise_name)
+    data_dir, resolved = (exercise.data.resolve(Path(data) if data else None, {k: Path(v) for k, v in files})
+                          if exercise.data else (None, {}))
+    worker = model_worker_for(exercise, sandbox, limits or exercise.limits, device, data_dir, resolved)
+    if worker is not None:
+        multiprocessing.util.Finalize(worker, worker.close, exitpriority=10)
+    return worker
 
 
 @lru_cache(maxsize=8)

@@ -67,6 +67,7 @@ class Context:
     data: Path | None = None   # the exercise's data folder, for checks that train
     params: Mapping[str, Any] = field(default_factory=dict)  # the spec's [params]
     files: Mapping[str, Path] = field(default_factory=dict)   # the exercise's data files (e.g. weights)
+    models: Any = None   # the model worker (model_worker.ModelWorker) that builds students' Keras models
 
 
 @dataclass(frozen=True)

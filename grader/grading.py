@@ -18,6 +18,7 @@ import nbformat
 from . import notebook
 from .checks import Check, Context, Failure
 from .kernel import KernelFault, KernelSession, NotebookRun
+from .model_worker import ModelWorker, WorkerSettings
 from .probe import ProbeError
 from .device import device_files, environment
 from .device import kernel_env as device_env
@@ -30,14 +31,16 @@ from .spec import Exercise, Item, Limits
 def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
                      limits: Limits | None = None, public_only: bool = False,
                      data: Path | None = None, data_files: Mapping[str, Path] | None = None,
-                     device: str = "cpu") -> SubmissionResult:
+                     device: str = "cpu", models: ModelWorker | None = None) -> SubmissionResult:
     """Grade one notebook; never raises for anything the submission does.
 
     public_only: run only the checks marked public (the student self-check).
     data, data_files: the exercise's data folder and named data files (default: the spec's stand-ins).
     device: "cpu" or "gpu" (resolved already, see device.resolve).
+    models: the model worker to build the student's models in (model_worker_for; one serves many
+    submissions); None: one is started for this submission if the exercise needs it, and closed.
     """
-    os.environ.update(device_env(device))  # this process trains models too (before TF is imported)
+    os.environ.update(device_env(device))  # this process builds reference models (before TF is imported)
     started = time.monotonic()
     limits = limits or exercise.limits
     try:
@@ -45,6 +48,33 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
     except notebook.Ungradable as exc:
         return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score, error=str(exc))
     data_dir, files = exercise.data.resolve(data, data_files) if exercise.data else (None, {})
+    own_worker = models is None
+    if own_worker:
+        models = model_worker_for(exercise, sandbox, limits, device, data_dir, files)
+    try:
+        return _grade(path, nb, exercise, sandbox, limits, public_only, data_dir, files, device, models, started)
+    finally:
+        if own_worker and models is not None:
+            models.close()
+
+
+def model_worker_for(exercise: Exercise, sandbox: str, limits: Limits, device: str, data_dir: Path | None,
+                     files: Mapping[str, Path]) -> ModelWorker | None:
+    """A model worker for `exercise` (None if its checks build no student model: no model_recipes.py)."""
+    if exercise.recipes is None:
+        return None
+    return ModelWorker(WorkerSettings(sandbox, limits, exercise.recipes, data_dir, dict(files),
+                                      {**exercise.kernel_env, **device_env(device)}, tuple(device_files(device))))
+
+
+def _grade(path: Path, nb, exercise: Exercise, sandbox: str, limits: Limits, public_only: bool,
+           data_dir: Path | None, files: Mapping[str, Path], device: str, models: ModelWorker | None,
+           started: float) -> SubmissionResult:
+    if models is not None:
+        try:
+            models.start()  # TensorFlow's import in the worker overlaps the notebook's run
+        except Exception:   # noticed (and reported per check) at its first request
+            pass
     # Everything the sandbox writes lives on a filesystem of disk_mb (a tmpfs as root), removed
     # without following links or recursing, whatever the kernel left there.
     with make_scratch(limits.disk_mb * 1024 * 1024) as space:
@@ -62,7 +92,8 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
                 run = kernel.run_notebook()
                 timings["notebook"] = _lap(clock)
                 clock = time.monotonic()
-                ctx = Context(exercise.tolerance_for(device), exercise.max_examples, data_dir, exercise.params, files)
+                ctx = Context(exercise.tolerance_for(device), exercise.max_examples, data_dir, exercise.params, files,
+                              models)
                 tests = [t for item in exercise.items
                          for t in _grade_item(item, exercise, kernel, run, nb, ctx, public_only, timings)]
                 timings["checks"] = _lap(clock)

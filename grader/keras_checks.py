@@ -1,9 +1,12 @@
 """Check builders for exercises whose graded functions return Keras models.
 
-The model comes back as its JSON architecture (see probe_runtime), is rebuilt here in
-safe mode (keras_models.rebuild), and everything is derived from that rebuilt model:
-layer-by-layer structure, parameter counts, and training, which the grader runs itself
-with fixed seeds, data and budget, against the reference trained the same way.
+The model comes back from the kernel as its JSON architecture (see probe_runtime). The grader
+never builds it: the description is checked against the allowlist here
+(keras_models.check_description), then the model worker (model_worker.py, in a sandbox of its
+own) builds it and answers what the checks ask as plain data: its structure (ModelFacts), its
+outputs, its training scores. The references are built here (trusted code) and compared with
+those answers; the grader's training runs in the worker for the student's model and for the
+reference alike, with the exercise's recipes (exercises/<name>/model_recipes.py).
 """
 
 from __future__ import annotations
@@ -11,17 +14,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import keras_summary
 from .checks import (PROPERTY_SEED, Case, Context, Failure, Student, call_student, describe_type, remembered,
                      run_property, show)
-from .keras_models import UnsafeModel, keras, rebuild
+from .keras_models import UnsafeModel, check_description, keras
+from .model_training import TrainingBudget
+from .model_worker import RemoteModel
 from .probe import KerasModelConfig
+
+if TYPE_CHECKING:
+    from hypothesis import strategies as st
+
+__all__ = ["TrainingBudget", "call_text", "student_architecture", "student_model", "remote_model", "same_structure",
+           "parameter_counts", "same_parameter_counts", "computes_like_reference", "model_property",
+           "trains_like_reference", "reference_scores", "data_digest", "cached_scores", "initializer"]
 
 
 def call_text(function: str, case: Case) -> str:
@@ -36,8 +48,7 @@ def student_architecture(student: Student, function: str, case: Case, through: s
 
     Asked once per student and call (checks.remembered): the checks of one item ask for the same
     model several times, and building it in the kernel (e.g. MobileNetV2 with its weights) costs
-    seconds. Each check still rebuilds its own model from the description, so a check that changes
-    weights or trainability cannot affect the next one.
+    seconds.
     """
     def ask() -> KerasModelConfig:
         try:
@@ -50,26 +61,45 @@ def student_architecture(student: Student, function: str, case: Case, through: s
     return remembered(student, ("architecture", function, call_text(function, case), through), ask)
 
 
-def student_model(student: Student, function: str, case: Case, through: str | None = None) -> Any:
-    """Call `function`, which must return a Keras model; rebuild it here, safely."""
-    return rebuilt(student_architecture(student, function, case, through), call_text(function, case))
-
-
-def rebuilt(config: KerasModelConfig, where: str) -> Any:
-    """A fresh model from `config`, in safe mode; a Failure naming `where` if it cannot be."""
+def remote_model(ctx: Context, config: KerasModelConfig, where: str) -> RemoteModel:
+    """The student's model of `config`, as the model worker sees it. The description is checked
+    against the allowlist here first: a refused one never reaches the worker. What the worker
+    cannot do with the model (rebuild, call, train in time and memory) fails the check as a
+    Failure that starts with `where`."""
     try:
-        return rebuild(config)
+        check_description(config.json)
     except UnsafeModel as exc:
-        raise Failure(f"{where}: {exc}") from None
+        raise Failure(f"{where}: the returned model could not be rebuilt safely: {exc}") from None
+    if ctx.models is None:
+        raise RuntimeError("no model worker was given to this check (Context.models)")
+    return RemoteModel(ctx.models, config.json, where, failure=Failure)
 
 
-def same_structure(function: str, reference: Callable[[], Any], case: Case,
-                   summarise: Callable[[Any], list], first_difference: Callable[[list, list], str | None],
-                   through: str | None = None) -> Callable[[Student, Context], None]:
-    """Layer by layer: class, output shape, parameters and per-class details; first difference named."""
+def student_model(student: Student, ctx: Context, function: str, case: Case, through: str | None = None
+                  ) -> RemoteModel:
+    """Call `function`, which must return a Keras model: the model, as the worker sees it (its
+    facts asked once per student and call; outputs and training asked per check)."""
+    config = student_architecture(student, function, case, through)
+    return remembered(student, ("model", function, call_text(function, case), through),
+                      lambda: remote_model(ctx, config, f"on input {call_text(function, case)}"))
+
+
+def _built_facts(model: RemoteModel, function: str, case: Case):
+    facts = model.facts
+    if not facts.built or facts.summary is None or facts.counts is None:
+        raise Failure(f"on input {call_text(function, case)}: the model is not built (its input shape is not "
+                      "known, so it has no output shapes and no weights)")
+    return facts
+
+
+def same_structure(function: str, reference: Callable[[], Any], case: Case, through: str | None = None
+                   ) -> Callable[[Student, Context], None]:
+    """Layer by layer (the course's summary: class, output shape, parameters and per-class
+    details); the first difference named."""
     def run(student: Student, ctx: Context) -> None:
-        model = student_model(student, function, case, through)
-        difference = first_difference(summarise(model), summarise(reference()))
+        facts = _built_facts(student_model(student, ctx, function, case, through), function, case)
+        difference = keras_summary.first_difference(keras_summary.from_data(facts.summary),
+                                                    keras_summary.summary(reference()))
         if difference:
             raise Failure(f"on input {call_text(function, case)}: the model differs from the expected "
                           f"architecture at {difference}")
@@ -77,6 +107,7 @@ def same_structure(function: str, reference: Callable[[], Any], case: Case,
 
 
 def parameter_counts(model: Any) -> dict[str, int]:
+    """A model built here (a reference): its total, trainable and non-trainable parameters."""
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     non_trainable = int(sum(np.prod(w.shape) for w in model.non_trainable_weights))
     return {"total": trainable + non_trainable, "trainable": trainable, "non-trainable": non_trainable}
@@ -85,7 +116,7 @@ def parameter_counts(model: Any) -> dict[str, int]:
 def same_parameter_counts(function: str, reference: Callable[[], Any], case: Case, through: str | None = None
                           ) -> Callable[[Student, Context], None]:
     def run(student: Student, ctx: Context) -> None:
-        got = parameter_counts(student_model(student, function, case, through))
+        got = _built_facts(student_model(student, ctx, function, case, through), function, case).counts
         expected = parameter_counts(reference())
         wrong = [f"{k}: expected {expected[k]:,}, got {got[k]:,}" for k in expected if got[k] != expected[k]]
         if wrong:
@@ -101,13 +132,8 @@ def computes_like_reference(function: str, reference: Callable[[], Any], case: C
     (training=True: batch statistics). Catches wiring that structure and counts cannot see;
     `likely` is the feedback's guess at the cause, which depends on the exercise's model."""
     def run(student: Student, ctx: Context) -> None:
-        model, expected_model = student_model(student, function, case), reference()
-        try:
-            model.set_weights(expected_model.get_weights())
-        except ValueError as exc:
-            raise Failure(f"on input {call_text(function, case)}: the reference's weights do not fit this model "
-                          f"({str(exc)[:200]}); see the architecture check") from None
-        got = np.asarray(model(inputs, training=True))
+        model, expected_model = student_model(student, ctx, function, case), reference()
+        got = model.forward(expected_model.get_weights(), inputs, training=True)
         expected = np.asarray(expected_model(inputs, training=True))
         if got.shape != expected.shape:
             raise Failure(f"on input {call_text(function, case)}: output shape {got.shape}, expected {expected.shape}")
@@ -119,19 +145,19 @@ def computes_like_reference(function: str, reference: Callable[[], Any], case: C
 
 
 def model_property(function: str, case: Case, inputs: "st.SearchStrategy[np.ndarray]",
-                   prop: Callable[[Any, np.ndarray], str | None], *, through: str | None = None,
+                   prop: Callable[[RemoteModel, np.ndarray], str | None], *, through: str | None = None,
                    examples: int | None = None) -> Callable[[Student, Context], None]:
     """A property of what the student's model computes, on inputs hypothesis draws.
 
-    The model is the one rebuilt here (standard Keras layers only, see keras_models), so it
-    runs in this process: `prop(model, X)` says what is wrong on X, or None. A failure is
-    shrunk to the smallest X, which is shown with the problem. A model that computes differently
-    on the same X (checks.run_property) fails with that X.
+    `prop(model, X)` says what is wrong on X, or None; it asks the worker for the model's
+    outputs (RemoteModel.outputs). A failure is shrunk to the smallest X, which is shown with the
+    problem. A model that computes differently on the same X (checks.run_property) fails with
+    that X.
     """
     from hypothesis import HealthCheck, Phase, given, seed, settings
 
     def run(student: Student, ctx: Context) -> None:
-        model = student_model(student, function, case, through)
+        model = student_model(student, ctx, function, case, through)
         tried: list[np.ndarray] = []  # the X tried last
 
         @seed(PROPERTY_SEED)
@@ -150,71 +176,28 @@ def model_property(function: str, case: Case, inputs: "st.SearchStrategy[np.ndar
     return run
 
 
-@dataclass(frozen=True)
-class TrainingBudget:
-    """What the grader trains for: the same for every student and for the reference."""
-
-    epochs: int
-    batch_size: int
-    train_examples: int     # a fixed, seeded subset of the training set
-    margin: float           # the student's accuracy may be this much below the reference's
-    seed: int = 1
-
-    def key(self) -> str:
-        return json.dumps(self.__dict__, sort_keys=True)
-
-
-def train_and_score(model: Any, data: tuple[np.ndarray, ...], budget: TrainingBudget,
-                    compile_model: Callable[[Any], None]) -> dict[str, float]:
-    """Train `model` (freshly built) under `budget`; its accuracy on the train subset and test set.
-
-    Accuracy is measured with BatchNormalization using batch statistics (training=True), in
-    batches of `budget.batch_size`: the 2021 course model hard-wires training=True in its
-    blocks while the 2023 one does not, and after a short budget the moving statistics are
-    far from converged, so inference-mode accuracy would compare the two notebooks unfairly.
-    """
-    import tensorflow as tf
-
-    X_train, Y_train, X_test, Y_test = data
-    tf.config.experimental.enable_tensor_float_32_execution(False)  # same numbers on GPU as on CPU
-    tf.keras.utils.set_random_seed(budget.seed)
-    subset = np.random.RandomState(budget.seed).permutation(len(X_train))[:budget.train_examples]
-    compile_model(model)
-    model.fit(X_train[subset], Y_train[subset], epochs=budget.epochs, batch_size=budget.batch_size,
-              shuffle=True, verbose=0)
-    return {"train_accuracy": _accuracy(model, X_train[subset], Y_train[subset], budget.batch_size),
-            "test_accuracy": _accuracy(model, X_test, Y_test, budget.batch_size)}
-
-
-def _accuracy(model: Any, X: np.ndarray, Y: np.ndarray, batch_size: int) -> float:
-    hits = 0
-    for start in range(0, len(X), batch_size):
-        out = np.asarray(model(X[start:start + batch_size], training=True))
-        hits += int(np.sum(predicted_right(out, Y[start:start + batch_size])))
-    return hits / len(X)
-
-
-def predicted_right(out: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Which rows of a model's output `out` predict their label in `Y`, as Keras' "accuracy" metric
-    decides: a one-unit output (a sigmoid, labels 0/1) by the side of 0.5 it falls on, a wider one
-    (one-hot labels) by its largest entry. The argmax of one unit is always 0, so one rule for
-    both would score every binary classifier as guessing "0"."""
-    if out.shape[-1] == 1:
-        return (out.reshape(-1) > 0.5) == (Y.reshape(-1) > 0.5)
-    return out.argmax(axis=1) == Y.argmax(axis=1)
+def reference_scores(ctx: Context, cache: Path, key_parts: Sequence[str], reference: Any, recipe: str,
+                     params: Mapping[str, Any], seed: int) -> dict[str, float]:
+    """The reference model's (built here) training scores under `recipe`, trained by the worker
+    exactly as a student's model is (from its description, under the same seed); cached."""
+    if ctx.models is None:
+        raise RuntimeError("no model worker was given to this check (Context.models)")
+    return cached_scores(cache, key_parts, lambda: RemoteModel(ctx.models, reference.to_json(), "the reference")
+                         .train(recipe, params, seed))
 
 
 def trains_like_reference(function: str, reference: Callable[[], Any], case: Case, budget_param: str,
-                          load_data: Callable[[Path], tuple[np.ndarray, ...]],
-                          compile_model: Callable[[Any], None], cache: Path, metric: str = "test_accuracy",
+                          recipe: str, cache: Path, metric: str = "test_accuracy",
                           precondition: Callable[[Student, Context], None] | None = None
                           ) -> Callable[[Student, Context], None]:
-    """The grader trains the student's model itself and compares with the reference's score
-    under the same budget (the reference's is computed once and cached). The budget is the
-    spec's [params.<budget_param>] (a TrainingBudget's fields). With a `precondition` (e.g.
-    the architecture check), a model that fails it is not trained."""
+    """The grader trains the student's model (in the model worker, with the exercise's `recipe`)
+    and compares with the reference's score under the same budget (the reference's is computed
+    once and cached). The budget is the spec's [params.<budget_param>] (a TrainingBudget's
+    fields). With a `precondition` (e.g. the architecture check), a model that fails it is not
+    trained."""
     def run(student: Student, ctx: Context) -> None:
-        budget = TrainingBudget(**ctx.params[budget_param])
+        params = dict(ctx.params[budget_param])
+        budget = TrainingBudget(**params)
         if ctx.data is None:
             raise Failure("no training data was given to the grader")
         if precondition is not None:
@@ -222,22 +205,16 @@ def trains_like_reference(function: str, reference: Callable[[], Any], case: Cas
                 precondition(student, ctx)
             except Failure as exc:
                 raise Failure(f"not trained, the model must first pass its other checks: {exc}") from None
-        model = student_model(student, function, case)
-        data = load_data(ctx.data)
-        expected = _cached_reference_score(cache, budget, ctx.data, reference, data, compile_model)[metric]
-        got = train_and_score(model, data, budget, compile_model)[metric]
+        model = student_model(student, ctx, function, case)
+        expected = reference_scores(ctx, cache, [budget.key(), data_digest(ctx.data), "batch-statistics accuracy"],
+                                    reference(), recipe, params, budget.seed)[metric]
+        got = model.train(recipe, params, budget.seed)[metric]
         if got < expected - budget.margin:
             raise Failure(f"on input {call_text(function, case)}: trained by the grader "
                           f"({budget.epochs} epochs on {budget.train_examples} "
                           f"examples), {metric.replace('_', ' ')} {got:.3f}; the reference reaches {expected:.3f} "
                           f"under the same budget (allowed margin {budget.margin:g})")
     return run
-
-
-def _cached_reference_score(cache: Path, budget: TrainingBudget, data_dir: Path, reference: Callable[[], Any],
-                            data: tuple[np.ndarray, ...], compile_model: Callable[[Any], None]) -> dict[str, float]:
-    return cached_scores(cache, [budget.key(), data_digest(data_dir), "batch-statistics accuracy"],
-                         lambda: train_and_score(reference(), data, budget, compile_model))
 
 
 def data_digest(*paths: Path) -> str:

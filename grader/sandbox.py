@@ -72,22 +72,22 @@ def check_available(mode: str) -> None:
                                  "(apt-get install bubblewrap); --sandbox none grades without isolation")
 
 
-def rlimit_args(limits: Limits, *, processes: bool) -> list[str]:
+def rlimit_args(limits: Limits, *, processes: bool, cpu: bool = True) -> list[str]:
     """prlimit options for the kernel (inherited by everything it starts).
 
     processes: set RLIMIT_NPROC. It counts every process of the kernel's user in the kernel's
     user namespace, so it is only meaningful where that user is the sandbox's alone: nobody
     (as root), or the user namespace bwrap makes for an ordinary user (Linux >= 5.14 counts
     processes per user namespace).
+    cpu: set RLIMIT_CPU (the model worker, which serves many requests, sets its own per request).
     """
     mb = 1024 * 1024
     args = [
         f"--as={limits.memory_mb * mb}",
         f"--fsize={limits.file_size_mb * mb}",
         f"--nofile={limits.open_files}",
-        f"--cpu={limits.cpu_seconds}",
         "--core=0",
-    ]
+    ] + ([f"--cpu={limits.cpu_seconds}"] if cpu else [])
     return args + [f"--nproc={limits.processes}"] if processes else args
 
 
@@ -136,7 +136,7 @@ def kernel_environment(sandboxed: bool, extra: dict[str, str] | None = None) -> 
     return {**base, **fixed, **(extra or {})}
 
 
-def _python_roots() -> list[Path]:
+def python_roots() -> list[Path]:
     """Folders this interpreter and its packages live in (bound read-only into the sandbox)."""
     roots = {Path(sys.prefix), Path(sys.base_prefix), Path(os.path.realpath(sys.executable)).parent.parent}
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
@@ -152,7 +152,7 @@ def _parents(path: Path) -> list[Path]:
     return [p for p in reversed(path.parents) if str(p) != "/"]
 
 
-def _system_args(limits: Limits, devices: list[str], as_root: bool) -> list[str]:
+def system_args(limits: Limits, devices: list[str], as_root: bool) -> list[str]:
     """Namespaces, the read-only system, /proc, /dev and the private tmpfs folders."""
     args = [shutil.which("bwrap") or "bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
@@ -178,7 +178,7 @@ def _system_args(limits: Limits, devices: list[str], as_root: bool) -> list[str]
     return args
 
 
-def _bind_args(binds: list[tuple[str, Path]], made: set[Path]) -> list[str]:
+def bind_args(binds: list[tuple[str, Path]], made: set[Path]) -> list[str]:
     """--dir for every parent not made yet, then each (option, path) bind at its own path."""
     args: list[str] = []
     for option, path in binds:
@@ -257,9 +257,9 @@ class Sandbox:
                 for path in (self.workdir, self.exchange, self.workdir / SUBMISSION_NAME, *home_folders):
                     _own(path, self.kernel_owner)
             self._made: set[Path] = {Path("/tmp")}
-            self._head = _system_args(limits, list(devices), as_root)
-            self._head += _bind_args([("--ro-bind", r) for r in _python_roots()], self._made)
-            self._head += _bind_args([("--bind", self.workdir), ("--bind", self.home), ("--bind", self.exchange),
+            self._head = system_args(limits, list(devices), as_root)
+            self._head += bind_args([("--ro-bind", r) for r in python_roots()], self._made)
+            self._head += bind_args([("--bind", self.workdir), ("--bind", self.home), ("--bind", self.exchange),
                                       *(("--ro-bind", p) for p in readonly)], self._made)
             self._tail = ["--chdir", str(self.workdir), "--clearenv"]
             for key, value in self.env.items():
@@ -306,7 +306,7 @@ class Sandbox:
             os.write(writer, seccomp.filter_bytes())
             os.close(writer)
             extra["pass_fds"] = (self._filter_fd,)
-            km.wrapper = [*self._head, *_bind_args([("--bind", ipc)], set(self._made)),
+            km.wrapper = [*self._head, *bind_args([("--bind", ipc)], set(self._made)),
                           "--seccomp", str(self._filter_fd), *self._tail]
         else:
             prlimit = shutil.which("prlimit")

@@ -29,6 +29,7 @@ class Limits:
     notebook_timeout: float = 600.0   # seconds for the whole notebook
     call_timeout: float = 20.0        # seconds per call of a graded function
     grading_timeout: float = 300.0    # seconds for all calls after the notebook ran
+    train_timeout: float = 600.0      # seconds for one training of a model by the grader (model worker)
     max_result_mb: float = 64.0       # bytes a single call may return
     max_restarts: int = 8             # kernel restarts per submission before giving up
     memory_mb: int = 4096             # the whole sandbox (cgroup), and each process's address space
@@ -164,6 +165,7 @@ class Exercise:
     max_examples: int
     requires_gpu: bool
     params: dict[str, Any]            # [params.*]: settings the exercise's checks read (e.g. training budget)
+    recipes: Path | None              # model_recipes.py: the exercise builds students' models in the model worker
     checks: ModuleType = field(repr=False, compare=False)
 
     def tolerance_for(self, device: str) -> Tolerance:
@@ -222,6 +224,7 @@ def load_exercise(name: str, exercises_dir: Path = EXERCISES_DIR) -> Exercise:
         max_examples=int(doc.get("property", {}).get("max_examples", 30)),
         requires_gpu=bool(doc.get("device", {}).get("requires_gpu", False)),
         params=dict(doc.get("params", {})),
+        recipes=root / "model_recipes.py" if (root / "model_recipes.py").is_file() else None,
         checks=checks,
     )
 

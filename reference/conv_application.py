@@ -3,7 +3,7 @@
 
 Same function names and signatures as the course notebook, and the same layers in the same order
 with the same settings, so the models built here and a correct student's have identical per-layer
-summaries (``reference.keras_summary.summary``):
+summaries (``grader.keras_summary.summary``):
 
 * ``happyModel()``: a ``Sequential`` ZeroPadding2D(3) -> Conv2D(32, 7x7, stride 1) ->
   BatchNormalization(axis=3) -> ReLU -> MaxPool2D() -> Flatten -> Dense(1, sigmoid) on 64x64x3

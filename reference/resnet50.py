@@ -2,7 +2,7 @@
 
 Same function names, signatures, layer order and initializers as the course notebook, so the model
 this module builds and a correct student's model have identical per-layer summaries
-(``reference.keras_summary.summary``) and identical parameter counts (23,600,006 total, 23,546,886
+(``grader.keras_summary.summary``) and identical parameter counts (23,600,006 total, 23,546,886
 trainable, 53,120 non-trainable), and the blocks give the course's published numbers on the
 course's fixed inputs.
 

@@ -57,3 +57,28 @@ def conv_exercise() -> Exercise:
 @pytest.fixture(scope="session")
 def conv_context(conv_exercise: Exercise) -> Context:
     return Context(tolerance=conv_exercise.tolerance, max_examples=conv_exercise.max_examples)
+
+
+@pytest.fixture(scope="session")
+def model_worker():
+    """model_worker(exercise name or None) -> a sandboxed model worker (grader/model_worker.py) with
+    that exercise's recipes and stand-in data, one per exercise for the whole session."""
+    from grader.model_worker import ModelWorker, WorkerSettings
+    from grader.spec import Limits
+
+    workers: dict[str | None, ModelWorker] = {}
+
+    def get(name: str | None = None) -> ModelWorker:
+        if name not in workers:
+            if name is None:
+                settings = WorkerSettings("bwrap", Limits(memory_mb=16384))
+            else:
+                exercise = load_exercise(name)
+                data, files = exercise.data.resolve() if exercise.data else (None, {})
+                settings = WorkerSettings("bwrap", exercise.limits, exercise.recipes, data, files, exercise.kernel_env)
+            workers[name] = ModelWorker(settings)
+        return workers[name]
+
+    yield get
+    for worker in workers.values():
+        worker.close()

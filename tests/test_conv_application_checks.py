@@ -7,9 +7,10 @@ architecture from the same weights, so a correct model scores exactly what the r
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
-from pathlib import Path
+import sys
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 tf_keras = pytest.importorskip("tf_keras")
 
 from grader.checks import Context, Failure  # noqa: E402
-from grader.keras_checks import TrainingBudget, train_and_score  # noqa: E402
+from grader.model_training import TrainingBudget, train_and_score  # noqa: E402
 from grader.spec import load_exercise  # noqa: E402
 from reference import conv_application as ref  # noqa: E402
 
@@ -32,10 +33,29 @@ HAPPY_ASPECTS = ("architecture", "parameter counts", "forward pass")
 SIGNS_ASPECTS = ("architecture", "parameter counts", "other input shape", "forward pass")
 
 
-def run(student, item: str, aspect: str, ctx: Context = CTX) -> str | None:
+def _recipes():
+    """The exercise's training recipes (what the model worker runs), loaded here to test them."""
+    spec = importlib.util.spec_from_file_location("conv_application_recipes", EXERCISE.recipes)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+recipes = _recipes()
+
+
+@pytest.fixture(autouse=True)
+def _models(model_worker, monkeypatch):
+    """CTX with the exercise's model worker (stand-in data), where students' models are built."""
+    data, _ = EXERCISE.data.resolve()
+    monkeypatch.setattr(sys.modules[__name__], "CTX",
+                        dataclasses.replace(CTX, data=data, models=model_worker("conv_application")))
+
+
+def run(student, item: str, aspect: str, ctx: Context | None = None) -> str | None:
     """The check's failure message, or None when it passes."""
     try:
-        CHECKS[(item, aspect)].run(student, ctx)
+        CHECKS[(item, aspect)].run(student, ctx or CTX)
     except Failure as exc:
         return str(exc)
     return None
@@ -152,7 +172,7 @@ def test_fresh_start_gives_every_model_of_an_architecture_the_same_weights():
     starts = []
     for model in (a, b, ref.happyModel(), ref.happyModel()):
         tf_keras.utils.set_random_seed(1)
-        checks._fresh_start(model)
+        recipes.fresh_start(model)
         starts.append(model.get_weights())
     for first, second in (starts[:2], starts[2:]):
         assert all(np.array_equal(x, y) for x, y in zip(first, second))
@@ -161,31 +181,20 @@ def test_fresh_start_gives_every_model_of_an_architecture_the_same_weights():
 # --------------------------------------------------------------------------- training (slow)
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    path = Path(__file__).resolve().parents[1] / "exercises" / "conv_application" / "make_standins.py"
-    spec = importlib.util.spec_from_file_location("conv_application_make_standins", path)
-    maker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(maker)
-    root = tmp_path_factory.mktemp("standin")
-    maker.make_all(root / "datasets")
-    return root / "datasets"
-
-
 @pytest.mark.slow
-def test_happy_training_is_deterministic_and_clearly_above_chance(data_dir):
+def test_happy_training_is_deterministic_and_clearly_above_chance():
     budget = TrainingBudget(**EXERCISE.params["training_happy"])
-    data = checks.load_happy(data_dir)
-    scores = [train_and_score(ref.happyModel(), data, budget, checks.compile_happy) for _ in range(2)]
+    data = recipes.load_happy(CTX.data)
+    scores = [train_and_score(ref.happyModel(), data, budget, recipes.compile_happy) for _ in range(2)]
     assert scores[0] == scores[1]
     assert scores[0]["test_accuracy"] > 0.8  # chance is 0.5
 
 
 @pytest.mark.slow
-def test_training_checks_pass_the_reference_and_refuse_a_wrong_model(make_student, data_dir):
+def test_training_checks_pass_the_reference_and_refuse_a_wrong_model(make_student):
     # The reference's scores go to the grader's cache (.data-cache/conv_application/), under the key
-    # the grader computes for the same stand-in files.
-    ctx = Context(EXERCISE.tolerance, EXERCISE.max_examples, data=data_dir, params=EXERCISE.params)
+    # the grader computes for the stand-in files; both are trained by the model worker.
+    ctx = CTX
     student = make_student({"happyModel": ref.happyModel, "convolutional_model": ref.convolutional_model})
     assert run(student, "happyModel", "training", ctx) is None
     assert run(student, "convolutional_model", "training", ctx) is None

@@ -1,9 +1,12 @@
-"""Keras models cross the boundary as JSON architecture and are rebuilt here in safe mode."""
+"""Keras models cross the boundary as JSON architecture; the allowlist is checked here, and the
+model worker (its own sandbox) builds them and answers with plain data."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -13,11 +16,18 @@ tf_keras = pytest.importorskip("tf_keras")
 
 from grader import probe  # noqa: E402
 from grader.checks import Case, Context, Failure  # noqa: E402
-from grader.keras_checks import computes_like_reference, predicted_right, same_parameter_counts  # noqa: E402
+from grader.keras_checks import computes_like_reference, same_parameter_counts  # noqa: E402
+from grader.model_training import predicted_right  # noqa: E402
 from grader.keras_models import UnsafeModel, rebuild  # noqa: E402
 from grader.spec import Tolerance  # noqa: E402
 
 CTX = Context(Tolerance(), 5)
+
+
+@pytest.fixture(autouse=True)
+def _models(model_worker, monkeypatch):
+    """CTX with a model worker (no exercise's recipes), where students' models are built."""
+    monkeypatch.setattr(sys.modules[__name__], "CTX", dataclasses.replace(CTX, models=model_worker()))
 
 
 def tiny(wired_right: bool = True):
@@ -71,7 +81,7 @@ def test_a_non_model_answer_is_a_failure_that_says_what_came_back(make_student):
 
 def test_a_model_is_asked_of_the_kernel_once_per_student_and_call(make_student):
     """Every check of an item asks for the model; the kernel builds it once per student and call,
-    and each check still gets its own freshly rebuilt copy."""
+    and the worker's description of it (its facts) is asked once too."""
     from grader.keras_checks import student_model
 
     built = []
@@ -81,10 +91,11 @@ def test_a_model_is_asked_of_the_kernel_once_per_student_and_call(make_student):
         return tiny()
 
     student, other = make_student({"build": build}), make_student({"build": build})
-    first, second = student_model(student, "build", Case(())), student_model(student, "build", Case(()))
-    assert built == [4] and first is not second
-    student_model(student, "build", Case((), {"units": 5}))
-    student_model(other, "build", Case(()))
+    first, second = student_model(student, CTX, "build", Case(())), student_model(student, CTX, "build", Case(()))
+    assert built == [4] and first is second
+    assert first.facts is second.facts and first.facts.counts["total"] == tiny().count_params()
+    student_model(student, CTX, "build", Case((), {"units": 5}))
+    student_model(other, CTX, "build", Case(()))
     assert built == [4, 5, 4]
 
 

@@ -6,7 +6,9 @@ the reference's own code passes every check.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 
 import pytest
 
@@ -21,6 +23,12 @@ EXERCISE = load_exercise("mobilenet_transfer")
 CHECKS = {(item, c.aspect): c for item, checks in EXERCISE.checks.CHECKS.items() for c in checks}
 CTX = Context(EXERCISE.tolerance, EXERCISE.max_examples, params=EXERCISE.params)
 L = tf_keras.layers
+
+
+@pytest.fixture(autouse=True)
+def _models(model_worker, monkeypatch):
+    """CTX with the exercise's model worker, where students' models are built."""
+    monkeypatch.setattr(sys.modules[__name__], "CTX", dataclasses.replace(CTX, models=model_worker("mobilenet_transfer")))
 
 
 def run(student, item: str, aspect: str) -> str | None:

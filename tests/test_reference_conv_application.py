@@ -33,7 +33,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from reference import conv_application as ref  # noqa: E402
-from reference.keras_summary import first_difference, summary  # noqa: E402
+from grader.keras_summary import first_difference, summary  # noqa: E402
 
 # The notebook's expected lists (course_facts.md §3), as its test cells write them.
 COURSE_HAPPY_SUMMARY = [

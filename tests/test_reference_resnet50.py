@@ -1,4 +1,4 @@
-"""reference/resnet50.py and reference/keras_summary.py against independent oracles.
+"""reference/resnet50.py and grader/keras_summary.py against independent oracles.
 
 Oracles:
 
@@ -48,7 +48,7 @@ from tensorflow.python.framework.ops import EagerTensor  # noqa: E402
 from tf_keras.initializers import constant, glorot_uniform, random_uniform  # noqa: E402
 
 from reference import resnet50 as ref  # noqa: E402
-from reference.keras_summary import first_difference, summary  # noqa: E402
+from grader.keras_summary import first_difference, summary  # noqa: E402
 
 COURSE_TOTAL, COURSE_TRAINABLE, COURSE_NON_TRAINABLE = 23_600_006, 23_546_886, 53_120
 COURSE_CLASS_COUNTS = {

@@ -2,26 +2,24 @@
 each model's architecture layer by layer, its parameter counts, what it computes, and training
 by the grader; convolutional_model also on an input shape other than the notebook's.
 
-Both graded functions return Keras models, which come back as their JSON architecture and are
-rebuilt here in safe mode (grader/keras_models.py); every check works on the rebuilt model.
+Both graded functions return Keras models, which come back as their JSON architecture; the
+model worker builds them (grader/model_worker.py) and every check works on its answers. The
+grader's training is in model_recipes.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from grader.checks import Case, Check, Context, Failure, Student
 from grader.keras_checks import (call_text, computes_like_reference, same_parameter_counts, same_structure,
                                  student_model, trains_like_reference)
-from grader.keras_models import keras
 from grader.spec import DATA_CACHE
-from reference import conv_application as ref, keras_summary
+from reference import conv_application as ref
 
 CACHE = DATA_CACHE / "conv_application" / "reference_scores.json"
 HAPPY_CASE = Case(())
@@ -74,52 +72,6 @@ def other_reference() -> Any:
     return _reference("signs", OTHER_SHAPE)
 
 
-# -- data -----------------------------------------------------------------------------------------
-def _read(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """datasets/{train,test}_<name>.h5 as the course's loaders read them: uint8 images, int labels."""
-    with h5py.File(folder / f"train_{name}.h5", "r") as f:
-        X_train, y_train = np.array(f["train_set_x"]), np.array(f["train_set_y"]).reshape(-1)
-    with h5py.File(folder / f"test_{name}.h5", "r") as f:
-        X_test, y_test = np.array(f["test_set_x"]), np.array(f["test_set_y"]).reshape(-1)
-    return X_train, y_train, X_test, y_test
-
-
-def load_happy(folder: Path) -> tuple[np.ndarray, ...]:
-    """Happy House as the notebook prepares it: X / 255, labels as a column (m, 1)."""
-    X_train, y_train, X_test, y_test = _read(folder, "happy")
-    return (X_train / 255.0, y_train.reshape(-1, 1).astype(np.float32),
-            X_test / 255.0, y_test.reshape(-1, 1).astype(np.float32))
-
-
-def load_signs(folder: Path) -> tuple[np.ndarray, ...]:
-    """SIGNS as the notebook prepares it: X / 255, one-hot labels (m, 6)."""
-    X_train, y_train, X_test, y_test = _read(folder, "signs")
-    eye = np.eye(ref.SIGNS_CLASSES)
-    return X_train / 255.0, eye[y_train], X_test / 255.0, eye[y_test]
-
-
-# -- training -------------------------------------------------------------------------------------
-def _fresh_start(model: Any) -> None:
-    """Give `model` the initial weights of its architecture under the seed just set.
-
-    Called right after the training seeds are set (in keras_checks.train_and_score): the weights
-    of a clone built from the model's config (with the course's unseeded initializers, whose
-    seeds come from the seeded generator) are copied in. So the grader's training of a model does not depend on what was built before
-    it in this process, and a correct model starts, and ends, exactly where the reference does.
-    """
-    model.set_weights(keras().models.clone_model(model).get_weights())
-
-
-def compile_happy(model: Any) -> None:
-    _fresh_start(model)
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-
-
-def compile_signs(model: Any) -> None:
-    _fresh_start(model)
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-
-
 # -- checks ---------------------------------------------------------------------------------------
 def built(function: str, case: Case, check: Callable[[Student, Context], None]) -> Callable[[Student, Context], None]:
     """`check`, once the model is known to be built (its input shape known, weights created).
@@ -129,11 +81,11 @@ def built(function: str, case: Case, check: Callable[[Student, Context], None]) 
     the keras_checks primitives would fail on it with Keras' own errors rather than feedback.
     """
     def run(student: Student, ctx: Context) -> None:
-        model = student_model(student, function, case)
-        if not model.built:
+        facts = student_model(student, ctx, function, case).facts
+        if not facts.built:
             where = f"on input {call_text(function, case)}"
-            if not model.layers:
-                raise Failure(f"{where}: the model has no layers (expected {len(_summary_of(function))})")
+            if not facts.layers:
+                raise Failure(f"{where}: the model has no layers (expected {len(_reference_of(function).layers)})")
             shape = "(64, 64, 3)" if function == "happyModel" else "input_shape"
             raise Failure(f"{where}: the model has no input shape, so Keras has not built it (no output shapes, no "
                           f"weights): give the first layer of the Sequential input_shape={shape}")
@@ -141,16 +93,15 @@ def built(function: str, case: Case, check: Callable[[Student, Context], None]) 
     return run
 
 
-def _summary_of(function: str) -> list:
-    return keras_summary.summary(happy_reference() if function == "happyModel" else signs_reference())
+def _reference_of(function: str) -> Any:
+    return happy_reference() if function == "happyModel" else signs_reference()
 
 
-happy_structure = built("happyModel", HAPPY_CASE, same_structure(
-    "happyModel", happy_reference, HAPPY_CASE, keras_summary.summary, keras_summary.first_difference))
+happy_structure = built("happyModel", HAPPY_CASE, same_structure("happyModel", happy_reference, HAPPY_CASE))
 signs_structure = built("convolutional_model", SIGNS_CASE, same_structure(
-    "convolutional_model", signs_reference, SIGNS_CASE, keras_summary.summary, keras_summary.first_difference))
+    "convolutional_model", signs_reference, SIGNS_CASE))
 _other_structure = built("convolutional_model", OTHER_CASE, same_structure(
-    "convolutional_model", other_reference, OTHER_CASE, keras_summary.summary, keras_summary.first_difference))
+    "convolutional_model", other_reference, OTHER_CASE))
 _other_counts = same_parameter_counts("convolutional_model", other_reference, OTHER_CASE)
 
 
@@ -172,11 +123,11 @@ def other_input_shape(student: Student, ctx: Context) -> None:
         _other_counts(student, ctx)
     except Failure as exc:
         try:
-            model = student_model(student, "convolutional_model", OTHER_CASE)
+            facts = student_model(student, ctx, "convolutional_model", OTHER_CASE).facts
         except Failure:
             raise exc from None
-        got = model.input_shape if model.built else None
-        if isinstance(got, tuple) and tuple(got[1:]) != OTHER_SHAPE:
+        got = facts.input_shape if facts.built else None
+        if isinstance(got, list) and tuple(got[1:]) != OTHER_SHAPE:
             raise Failure(f"{exc}\n  The model's input has shape {tuple(got[1:])}, not the input_shape it was given: "
                           "build it on tf.keras.Input(shape=input_shape), so that it works for pictures of any size"
                           ) from None
@@ -189,9 +140,9 @@ CHECKS: dict[str, list[Check]] = {
         Check("parameter counts", run=built("happyModel", HAPPY_CASE, same_parameter_counts(
             "happyModel", happy_reference, HAPPY_CASE))),
         Check("forward pass", run=forward_pass("happyModel", happy_reference, HAPPY_CASE, HAPPY_INPUT)),
-        # One sigmoid unit: the grader's accuracy counts an output above 0.5 as "happy" (keras_checks.predicted_right).
+        # One sigmoid unit: the grader's accuracy counts an output above 0.5 as "happy" (model_training.predicted_right).
         Check("training", run=trains_like_reference(
-            "happyModel", ref.happyModel, HAPPY_CASE, "training_happy", load_happy, compile_happy, cache=CACHE,
+            "happyModel", ref.happyModel, HAPPY_CASE, "training_happy", recipe="happy", cache=CACHE,
             precondition=happy_structure)),
     ],
     "convolutional_model": [
@@ -202,6 +153,6 @@ CHECKS: dict[str, list[Check]] = {
         Check("forward pass", run=forward_pass("convolutional_model", signs_reference, SIGNS_CASE, SIGNS_INPUT)),
         Check("training", run=trains_like_reference(
             "convolutional_model", lambda: ref.convolutional_model(ref.SIGNS_INPUT_SHAPE), SIGNS_CASE,
-            "training_signs", load_signs, compile_signs, cache=CACHE, precondition=signs_structure)),
+            "training_signs", recipe="signs", cache=CACHE, precondition=signs_structure)),
     ],
 }

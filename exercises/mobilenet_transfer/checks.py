@@ -2,19 +2,17 @@
 model's architecture, counts, frozen base, inference-mode base and logit output, the fine-tuning
 cell's choices, and training by the grader (head, then fine-tuning) against the reference.
 
-Everything the kernel gives back is plain data: models as their JSON architecture (rebuilt
-here in safe mode), the fine-tuning cell's loss and optimizer as class names and configs (see
+Everything the kernel gives back is plain data: models as their JSON architecture (built by
+the model worker, grader/model_worker.py, whose answers the checks read; the grader's training
+is in model_recipes.py), the fine-tuning cell's loss and optimizer as class names and configs (see
 kernel_prelude.py). alpaca_model is called with a correct augmenter of the grader's, so a wrong
 data_augmenter costs its own point only.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,11 +20,12 @@ from hypothesis import strategies as st
 
 from grader.checks import (Case, Check, Context, Failure, Student, call_student, describe_type, remembered,
                            small_arrays)
-from grader.keras_checks import (cached_scores, call_text, data_digest, model_property, rebuilt,
+from grader.keras_checks import (call_text, data_digest, model_property, reference_scores, remote_model,
                                  same_parameter_counts, same_structure, student_architecture, student_model)
+from grader.model_worker import LayerFacts, ModelFacts, RemoteModel
 from grader.probe import KerasModelConfig
 from grader.spec import DATA_CACHE
-from reference import keras_summary, mobilenet_transfer as ref
+from reference import mobilenet_transfer as ref
 
 ALPACA = "__convgrade_alpaca_model__"      # kernel_prelude.py: alpaca_model with a correct augmenter
 FINE_TUNING = "__convgrade_fine_tuning__"  # kernel_prelude.py: the fine-tuning cell's globals
@@ -42,13 +41,13 @@ def reference_model() -> Any:
 
 
 # -- data_augmenter -------------------------------------------------------------------------------
-def _augmenter_layers(model: Any) -> list[Any]:
-    return [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+def _augmenter_layers(facts: ModelFacts) -> list[LayerFacts]:
+    return [layer for layer in facts.layers if layer.class_name != "InputLayer"]
 
 
-def _show_layer(layer: Any) -> str:
-    name = type(layer).__name__
-    config = layer.get_config()
+def _show_layer(layer: LayerFacts) -> str:
+    name = layer.class_name
+    config = layer.config
     if name == "RandomFlip":
         return f"RandomFlip({config.get('mode')!r})"
     if name == "RandomRotation":
@@ -66,24 +65,24 @@ def _rotation_range(factor: Any) -> tuple[float, float] | None:
 
 def augmenter_layers(student: Student, ctx: Context) -> None:
     """Exactly RandomFlip('horizontal') then RandomRotation(0.2), as the course's test asks."""
-    model = student_model(student, "data_augmenter", AUGMENTER_CASE)
-    if type(model).__name__ != "Sequential":
-        raise Failure(f"on input data_augmenter(): it should return a tf.keras.Sequential, got a {type(model).__name__}")
-    layers = _augmenter_layers(model)
+    facts = student_model(student, ctx, "data_augmenter", AUGMENTER_CASE).facts
+    if facts.class_name != "Sequential":
+        raise Failure(f"on input data_augmenter(): it should return a tf.keras.Sequential, got a {facts.class_name}")
+    layers = _augmenter_layers(facts)
     shown = "[" + ", ".join(_show_layer(layer) for layer in layers) + "]"
     expected = f"[RandomFlip('horizontal'), RandomRotation({ROTATION})]"
     problems = []
     if len(layers) != 2:
         problems.append(f"it has {len(layers)} layers, expected 2")
-    if not layers or type(layers[0]).__name__ != "RandomFlip":
+    if not layers or layers[0].class_name != "RandomFlip":
         problems.append("the first layer must be RandomFlip")
-    elif layers[0].get_config().get("mode") != "horizontal":
-        problems.append(f"the flip must be horizontal (mode is {layers[0].get_config().get('mode')!r}): "
+    elif layers[0].config.get("mode") != "horizontal":
+        problems.append(f"the flip must be horizontal (mode is {layers[0].config.get('mode')!r}): "
                         "an alpaca upside down is not a photo the model will see")
-    if len(layers) < 2 or type(layers[1]).__name__ != "RandomRotation":
+    if len(layers) < 2 or layers[1].class_name != "RandomRotation":
         problems.append("the second layer must be RandomRotation")
-    elif _rotation_range(layers[1].get_config().get("factor")) != (-ROTATION, ROTATION):
-        problems.append(f"the rotation factor must be {ROTATION} (got {layers[1].get_config().get('factor')!r})")
+    elif _rotation_range(layers[1].config.get("factor")) != (-ROTATION, ROTATION):
+        problems.append(f"the rotation factor must be {ROTATION} (got {layers[1].config.get('factor')!r})")
     if problems:
         raise Failure(f"on input data_augmenter(): it gives {shown}, expected {expected}: " + "; ".join(problems))
 
@@ -94,12 +93,9 @@ def image_batches(draw) -> np.ndarray:
     return draw(small_arrays(shape, low=0, high=255)).astype(np.float32)
 
 
-def _augmenter_behaviour(model: Any, X: np.ndarray) -> str | None:
+def _augmenter_behaviour(model: RemoteModel, X: np.ndarray) -> str | None:
     """Shape kept in both modes; identity in inference mode (augmentation is for training only)."""
-    import tensorflow as tf
-
-    tf.keras.utils.set_random_seed(0)
-    outputs = {training: np.asarray(model(X, training=training)) for training in (False, True)}
+    outputs = {training: model.outputs(X, training=training, seed=0)[0] for training in (False, True)}
     for training, out in outputs.items():
         if out.shape != X.shape:
             return f"with training={training} the output has shape {out.shape}, expected the input's {X.shape}"
@@ -116,30 +112,29 @@ ASYMMETRIC = np.arange(8 * 8 * 3, dtype=np.float32).reshape(1, 8, 8, 3)
 
 def augmenter_is_random(student: Student, ctx: Context) -> None:
     """In training mode the augmenter changes an asymmetric image on some of 10 calls."""
-    import tensorflow as tf
-
-    model = student_model(student, "data_augmenter", AUGMENTER_CASE)
-    tf.keras.utils.set_random_seed(0)
-    outputs = [np.asarray(model(ASYMMETRIC, training=True)) for _ in range(10)]
+    model = student_model(student, ctx, "data_augmenter", AUGMENTER_CASE)
+    outputs = model.outputs(ASYMMETRIC, training=True, seed=0, repeat=10)
     if all(o.shape == ASYMMETRIC.shape and np.allclose(o, ASYMMETRIC) for o in outputs):
         raise Failure("on input data_augmenter(): its model, called 10 times with training=True on an asymmetric "
                       "8x8 image, never changed it: it should flip and rotate images at random")
 
 
 # -- alpaca_model ---------------------------------------------------------------------------------
-def _base(model: Any, where: str) -> Any:
-    try:
-        return ref.base_of(model)
-    except ValueError as exc:
-        raise Failure(f"{where}: {exc} (the MobileNetV2 base, called as one layer)") from None
+def _base(facts: ModelFacts, where: str) -> ModelFacts:
+    """The MobileNetV2 base inside an alpaca model: its one nested model that is not a Sequential."""
+    nested = [layer.model for layer in facts.layers if layer.model is not None and layer.class_name != "Sequential"]
+    if len(nested) != 1:
+        raise Failure(f"{where}: expected one nested base model, found {len(nested)} (the MobileNetV2 base, "
+                      "called as one layer)")
+    return nested[0]
 
 
 def frozen_base(student: Student, ctx: Context) -> None:
-    model = student_model(student, "alpaca_model", ALPACA_CASE, ALPACA)
+    facts = student_model(student, ctx, "alpaca_model", ALPACA_CASE, ALPACA).facts
     where = f"on input {call_text('alpaca_model', ALPACA_CASE)}"
-    base = _base(model, where)
+    base = _base(facts, where)
     trainable = [layer.name for layer in base.layers if layer.trainable and layer.weights]
-    if trainable or base.trainable_weights:
+    if trainable and base.trainable:
         raise Failure(f"{where}: the MobileNetV2 base must be frozen (base_model.trainable = False), so that "
                       f"only the new head learns at first; {len(trainable)} of its layers with weights are "
                       f"trainable ({', '.join(trainable[:4])}{', ...' if len(trainable) > 4 else ''})")
@@ -163,6 +158,7 @@ def _base_call_kwargs(config: KerasModelConfig) -> list[dict[str, Any]]:
 def base_in_inference_mode(student: Student, ctx: Context) -> None:
     """base_model(x, training=False): BatchNormalization keeps the pretrained statistics."""
     config = student_architecture(student, "alpaca_model", ALPACA_CASE, ALPACA)
+    student_model(student, ctx, "alpaca_model", ALPACA_CASE, ALPACA)  # a description off the allowlist is refused
     where = f"on input {call_text('alpaca_model', ALPACA_CASE)}"
     calls = _base_call_kwargs(config)
     if not calls:
@@ -176,15 +172,17 @@ def base_in_inference_mode(student: Student, ctx: Context) -> None:
 
 
 def logits_output(student: Student, ctx: Context) -> None:
-    model = student_model(student, "alpaca_model", ALPACA_CASE, ALPACA)
+    facts = student_model(student, ctx, "alpaca_model", ALPACA_CASE, ALPACA).facts
     where = f"on input {call_text('alpaca_model', ALPACA_CASE)}"
-    last = model.layers[-1]
-    config = last.get_config()
-    if type(last).__name__ != "Dense" or config.get("units") != 1:
-        raise Failure(f"{where}: the last layer should be Dense(1) (one logit), got {type(last).__name__} "
-                      f"with output shape {last.output_shape}")
-    if config.get("activation") != "linear":
-        raise Failure(f"{where}: the last layer's activation is {config.get('activation')!r}; the output must be "
+    if not facts.layers:
+        raise Failure(f"{where}: the model has no layers")
+    last = facts.layers[-1]
+    shape = tuple(last.output_shape) if isinstance(last.output_shape, list) else last.output_shape
+    if last.class_name != "Dense" or last.config.get("units") != 1:
+        raise Failure(f"{where}: the last layer should be Dense(1) (one logit), got {last.class_name} "
+                      f"with output shape {shape}")
+    if last.config.get("activation") != "linear":
+        raise Failure(f"{where}: the last layer's activation is {last.config.get('activation')!r}; the output must be "
                       "a logit (Dense(1), no activation), because the loss is "
                       "BinaryCrossentropy(from_logits=True)")
 
@@ -201,11 +199,11 @@ def fine_tuning_state(student: Student) -> dict[str, Any]:
     return remembered(student, FINE_TUNING, ask)
 
 
-def _model2(student: Student) -> Any:
+def _model2(student: Student, ctx: Context) -> RemoteModel:
     state = fine_tuning_state(student)
     if not isinstance(state.get("model"), KerasModelConfig):
         raise Failure(f"model2 should be a Keras model after the fine-tuning cell, got {describe_type(state.get('model'))}")
-    return rebuilt(state["model"], "model2")
+    return remembered(student, ("model2",), lambda: remote_model(ctx, state["model"], "model2"))
 
 
 def _ranges(indices: list[int]) -> str:
@@ -223,10 +221,12 @@ def _ranges(indices: list[int]) -> str:
 def frozen_below_fine_tune_at(student: Student, ctx: Context) -> None:
     """Every layer of the base before 120 frozen (as the course's loop leaves them), those with
     weights from 120 on trainable."""
-    base = _base(_model2(student), "model2")
+    base = _base(_model2(student, ctx).facts, "model2")
     at = ref.FINE_TUNE_AT
     layers = base.layers
-    thawed = [i for i, layer in enumerate(layers[:at]) if layer.trainable and type(layer).__name__ != "InputLayer"]
+    if len(layers) <= at:
+        raise Failure(f"model2's base has {len(layers)} layers; MobileNetV2's has {len(ref.base_of(reference_model()).layers)}")
+    thawed = [i for i, layer in enumerate(layers[:at]) if layer.trainable and layer.class_name != "InputLayer"]
     frozen = [i for i, layer in enumerate(layers) if i >= at and layer.weights
               and not (layer.trainable and base.trainable)]
     declared = fine_tuning_state(student).get("fine_tune_at")
@@ -280,47 +280,6 @@ def fine_tuning_metrics(student: Student, ctx: Context) -> None:
 
 
 # -- training -------------------------------------------------------------------------------------
-def head_then_fine_tune(model: Any, weights: Path, data_dir: Path, params: dict[str, Any],
-                        fine_rate: float) -> dict[str, float]:
-    """The notebook's two trainings, by the grader: the head alone (base frozen, Adam 0.001), then
-    the fine-tuning with the model's own trainable flags at `fine_rate`. Validation accuracy
-    counts logits > 0 as "not alpaca" (class 1), with dropout off and the base in inference mode."""
-    import tensorflow as tf
-
-    k = ref._keras()
-    tf.config.experimental.enable_tensor_float_32_execution(False)
-    base = ref.base_of(model)
-    base.load_weights(str(weights))
-    flags = [(layer, layer.trainable) for layer in base.layers]
-    base_trainable = base.trainable
-    with contextlib.redirect_stdout(io.StringIO()):  # "Found 327 files ...", once per split
-        train, validation = ref.load_dataset(data_dir)
-    tf.keras.utils.set_random_seed(params["seed"])
-    base.trainable = False
-    ref.compile_head(model)
-    model.fit(train, epochs=params["head_epochs"], verbose=0)
-    base.trainable = base_trainable
-    for layer, trainable in flags:
-        layer.trainable = trainable
-    model.compile(optimizer=k.optimizers.Adam(learning_rate=fine_rate),
-                  loss=k.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"])
-    model.fit(train, epochs=params["fine_epochs"], verbose=0)
-    hits = total = 0
-    for images, labels in validation:
-        logits = np.asarray(model(images, training=False)).reshape(-1)
-        hits += int(np.sum((logits > 0).astype(int) == np.asarray(labels).reshape(-1)))
-        total += len(logits)
-    return {"validation_accuracy": hits / total}
-
-
-def _seeded(seed: int, build: Any) -> Any:
-    """build() with TensorFlow's global seed set: the new head starts from the same weights each time."""
-    import tensorflow as tf
-
-    tf.keras.utils.set_random_seed(seed)
-    return build()
-
-
 def _reference_fine_tuned() -> Any:
     model = ref.alpaca_model()
     ref.unfreeze_top(model)
@@ -341,12 +300,13 @@ def trains_like_reference(student: Student, ctx: Context) -> None:
         raise Failure(f"model2 not trained: it must first pass its other checks: {exc}") from None
     rate = float(_described(fine_tuning_state(student), "optimizer")["config"]["learning_rate"])
     key = [json.dumps(params, sort_keys=True), data_digest(ctx.data, ctx.files["weights"]), "logit accuracy, seeded head"]
-    expected = cached_scores(DATA_CACHE / "mobilenet_transfer" / "reference_scores.json", key,
-                             lambda: head_then_fine_tune(_seeded(params["seed"], _reference_fine_tuned),
-                                                         ctx.files["weights"], ctx.data, params,
-                                                         0.1 * ref.BASE_LEARNING_RATE))["validation_accuracy"]
-    model = _seeded(params["seed"], lambda: _model2(student))
-    got = head_then_fine_tune(model, ctx.files["weights"], ctx.data, params, rate)["validation_accuracy"]
+    # Both models are built by the worker from their descriptions under the same seed (the new
+    # head starts from the same weights), then trained by the same recipe.
+    expected = reference_scores(ctx, DATA_CACHE / "mobilenet_transfer" / "reference_scores.json", key,
+                                _reference_fine_tuned(), "fine_tuning",
+                                {**params, "fine_rate": 0.1 * ref.BASE_LEARNING_RATE}, params["seed"]
+                                )["validation_accuracy"]
+    got = _model2(student, ctx).train("fine_tuning", {**params, "fine_rate": rate}, params["seed"])["validation_accuracy"]
     if got < expected - params["margin"]:
         raise Failure(f"model2, trained by the grader ({params['head_epochs']} epochs of the head, then "
                       f"{params['fine_epochs']} of fine-tuning, on the notebook's training split), reaches a "
@@ -355,8 +315,7 @@ def trains_like_reference(student: Student, ctx: Context) -> None:
 
 
 def _summary_check(student: Student, ctx: Context) -> None:
-    same_structure("alpaca_model", reference_model, ALPACA_CASE, keras_summary.summary,
-                   keras_summary.first_difference, through=ALPACA)(student, ctx)
+    same_structure("alpaca_model", reference_model, ALPACA_CASE, through=ALPACA)(student, ctx)
 
 
 ALPACA_CHECKS = [

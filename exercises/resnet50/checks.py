@@ -1,6 +1,6 @@
 """Checks of the resnet50 exercise: block outputs on the course's inputs and on drawn ones,
 the model's architecture layer by layer, its parameter counts, what it computes, and
-training by the grader.
+training by the grader (in the model worker, exercises/resnet50/model_recipes.py).
 
 Both signatures of the course grade: the blocks are called through the exercise's kernel
 prelude (kernel_prelude.py), which passes `training` to 2021 blocks and sets Keras' learning
@@ -10,9 +10,7 @@ phase for 2023 ones, as the 2023 tests did.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
-import h5py
 import numpy as np
 from hypothesis import strategies as st
 
@@ -21,7 +19,7 @@ from grader.keras_checks import (computes_like_reference, initializer, same_para
                                  trains_like_reference)
 from grader.probe import KerasInitializer
 from grader.spec import DATA_CACHE
-from reference import keras_summary, resnet50 as ref
+from reference import resnet50 as ref
 
 CONSTANT_1 = KerasInitializer("Constant", {"value": 1})
 X_COURSE = np.concatenate([np.ones((1, 4, 4, 3)) * -1, np.ones((1, 4, 4, 3)), np.ones((1, 4, 4, 3)) * 3]
@@ -79,19 +77,6 @@ def fresh_reference_model():
     return ref.ResNet50(input_shape=(64, 64, 3), classes=6)
 
 
-def load_signs(folder: Path) -> tuple[np.ndarray, ...]:
-    """SIGNS as the course's load_dataset() reads it, normalised and one-hot."""
-    with h5py.File(folder / "train_signs.h5", "r") as f:
-        X_train, y_train = np.array(f["train_set_x"]), np.array(f["train_set_y"])
-    with h5py.File(folder / "test_signs.h5", "r") as f:
-        X_test, y_test = np.array(f["test_set_x"]), np.array(f["test_set_y"])
-    return (X_train / 255.0, np.eye(6)[y_train.reshape(-1)], X_test / 255.0, np.eye(6)[y_test.reshape(-1)])
-
-
-def compile_course(model) -> None:
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-
-
 MODEL_CASE = Case((), {"input_shape": (64, 64, 3), "classes": 6})
 
 PHASE = "__convgrade_with_phase__"   # the kernel-side adapter of kernel_prelude.py
@@ -117,15 +102,13 @@ CHECKS: dict[str, list[Check]] = {
             "convolutional_block", ref_convolutional_block, convolutional_cases(), output="A", through=PHASE)),
     ],
     "ResNet50": [
-        Check("architecture", public=True, run=same_structure(
-            "ResNet50", reference_model, MODEL_CASE, keras_summary.summary, keras_summary.first_difference)),
+        Check("architecture", public=True, run=same_structure("ResNet50", reference_model, MODEL_CASE)),
         Check("parameter counts", run=same_parameter_counts("ResNet50", reference_model, MODEL_CASE)),
         # Same weights in both models: the wiring (e.g. which tensor the shortcut adds) must match.
         Check("forward pass", run=computes_like_reference("ResNet50", reference_model, MODEL_CASE, FORWARD_INPUT)),
         Check("training", run=trains_like_reference(
-            "ResNet50", fresh_reference_model, MODEL_CASE, "training", load_signs, compile_course,
+            "ResNet50", fresh_reference_model, MODEL_CASE, "training", recipe="training",
             cache=DATA_CACHE / "resnet50" / "reference_scores.json",
-            precondition=same_structure("ResNet50", reference_model, MODEL_CASE, keras_summary.summary,
-                                        keras_summary.first_difference))),
+            precondition=same_structure("ResNet50", reference_model, MODEL_CASE))),
     ],
 }

@@ -1,7 +1,7 @@
 """Expected outputs for the public tests of the Residual_Networks notebook (course version v1, 2021).
 
 Generated from the trusted reference (``reference/resnet50.py``, summaries with
-``reference/keras_summary.py``) under TensorFlow 2.21.0 with tf_keras (``TF_USE_LEGACY_KERAS=1``),
+``grader/keras_summary.py``) under TensorFlow 2.21.0 with tf_keras (``TF_USE_LEGACY_KERAS=1``),
 and written here as literals: the notebook's kernel never imports the reference.
 
 ResNet50_summary

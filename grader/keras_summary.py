@@ -166,3 +166,21 @@ def first_difference(got: Sequence[Sequence[Any]], expected: Sequence[Sequence[A
             f"{total}: {_describe(extra)}"
         )
     return None
+
+
+def from_data(entries: Any) -> list[Entry]:
+    """A summary that went through JSON (e.g. from the model worker) with its tuples back, so its
+    feedback reads like one computed here: every list inside an entry was a tuple, except a
+    multi-output layer's list of shapes."""
+    def tupled(value: Any) -> Any:
+        return tuple(tupled(v) for v in value) if isinstance(value, list) else value
+
+    def shape(value: Any) -> Any:
+        if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+            return [tupled(v) for v in value]  # an InputLayer's (or a multi-output layer's) list of shapes
+        return tupled(value)
+
+    if not isinstance(entries, list):
+        return []
+    return [[shape(v) if i == 1 else tupled(v) for i, v in enumerate(entry)] if isinstance(entry, list) else entry
+            for entry in entries]
