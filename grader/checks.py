@@ -30,6 +30,11 @@ class Failure(AssertionError):
     """A check failed; the message is the student's feedback."""
 
 
+class GraderFault(Exception):
+    """The grader or its machine cannot run a check (e.g. the model worker cannot start, the
+    reference cannot be trained): the submission is not graded at all, rather than charged."""
+
+
 class Student(Protocol):
     def call(self, function: str, args: tuple = (), kwargs: dict | None = None) -> Any: ...
 

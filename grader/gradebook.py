@@ -17,7 +17,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from .results import SubmissionResult, TestResult
+from .results import GRADER_FAULT, SubmissionResult, TestResult
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -93,10 +93,12 @@ class Gradebook:
 
     def is_current(self, exercise: str, student: str, provenance: Provenance) -> bool:
         row = self._db.execute(
-            "SELECT content_hash, spec_hash, grader_version, device FROM submissions WHERE exercise=? AND student=?",
-            (exercise, student)).fetchone()
-        return row is not None and tuple(row) == (provenance.content_hash, provenance.spec_hash,
-                                                  provenance.grader_version, provenance.device)
+            "SELECT content_hash, spec_hash, grader_version, device, status, error FROM submissions "
+            "WHERE exercise=? AND student=?", (exercise, student)).fetchone()
+        if row is None or (row[4] == "ungradable" and str(row[5] or "").startswith(GRADER_FAULT)):
+            return False  # never graded, or not graded for a fault of the grader's: graded (again)
+        return tuple(row[:4]) == (provenance.content_hash, provenance.spec_hash, provenance.grader_version,
+                                  provenance.device)
 
     def record(self, exercise: str, result: SubmissionResult, provenance: Provenance) -> None:
         """Store (or replace) one submission's result and its tests, atomically."""

@@ -16,13 +16,13 @@ from typing import Mapping
 import nbformat
 
 from . import notebook
-from .checks import Check, Context, Failure
+from .checks import Check, Context, Failure, GraderFault
 from .kernel import KernelFault, KernelSession, NotebookRun
 from .model_worker import ModelWorker, WorkerSettings
 from .probe import ProbeError
 from .device import device_files, environment
 from .device import kernel_env as device_env
-from .results import SubmissionResult, TestResult
+from .results import GRADER_FAULT, SubmissionResult, TestResult
 from .sandbox import KERNEL_HOME, SUBMISSION_NAME, Sandbox
 from .scratch import make_scratch
 from .spec import Exercise, Item, Limits
@@ -101,9 +101,13 @@ def _grade(path: Path, nb, exercise: Exercise, sandbox: str, limits: Limits, pub
             return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
                                     error=f"the notebook could not be run: {fault.cause}",
                                     duration_s=round(time.monotonic() - started, 2))
+        except GraderFault as exc:  # not the notebook's doing: not graded, graded again next time
+            return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
+                                    error=f"{GRADER_FAULT}: {exc}",
+                                    duration_s=round(time.monotonic() - started, 2))
         except Exception as exc:  # a grader or machine fault: recorded, never a lost batch
             return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
-                                    error=f"internal grader error ({type(exc).__name__}: {exc}); "
+                                    error=f"{GRADER_FAULT}: internal grader error ({type(exc).__name__}: {exc}); "
                                           "please report it with this notebook",
                                     duration_s=round(time.monotonic() - started, 2))
         finally:
@@ -171,6 +175,8 @@ def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: Note
         except KernelFault as exc:
             fault = f"{item.name}: {exc.cause}"
             tests.append(TestResult(name, 0.0, max_score, "failed", fault))
+        except GraderFault:
+            raise  # the whole submission is not graded (grade_submission records why)
         except Exception as exc:  # anything else (a grader bug, an odd answer): this check fails, alone
             try:
                 cause = " ".join(str(exc).split())

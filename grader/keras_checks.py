@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import keras_summary
-from .checks import (PROPERTY_SEED, Case, Context, Failure, Student, call_student, describe_type, remembered,
-                     run_property, show)
+from .checks import (PROPERTY_SEED, Case, Context, Failure, GraderFault, Student, call_student, describe_type,
+                     remembered, run_property, show)
 from .keras_models import UnsafeModel, check_description, keras
 from .model_training import TrainingBudget
 from .model_worker import RemoteModel
@@ -71,8 +71,8 @@ def remote_model(ctx: Context, config: KerasModelConfig, where: str) -> RemoteMo
     except UnsafeModel as exc:
         raise Failure(f"{where}: the returned model could not be rebuilt safely: {exc}") from None
     if ctx.models is None:
-        raise RuntimeError("no model worker was given to this check (Context.models)")
-    return RemoteModel(ctx.models, config.json, where, failure=Failure)
+        raise GraderFault("no model worker was given to this check (Context.models)")
+    return RemoteModel(ctx.models, config.json, where, failure=Failure, fault=GraderFault)
 
 
 def student_model(student: Student, ctx: Context, function: str, case: Case, through: str | None = None
@@ -181,8 +181,9 @@ def reference_scores(ctx: Context, cache: Path, key_parts: Sequence[str], refere
     """The reference model's (built here) training scores under `recipe`, trained by the worker
     exactly as a student's model is (from its description, under the same seed); cached."""
     if ctx.models is None:
-        raise RuntimeError("no model worker was given to this check (Context.models)")
-    return cached_scores(cache, key_parts, lambda: RemoteModel(ctx.models, reference.to_json(), "the reference")
+        raise GraderFault("no model worker was given to this check (Context.models)")
+    return cached_scores(cache, key_parts, lambda: RemoteModel(ctx.models, reference.to_json(),
+                                                               "training the reference", fault=GraderFault)
                          .train(recipe, params, seed))
 
 

@@ -6,12 +6,13 @@ names any TensorFlow function (`io.read_file`, `io.write_file`, ...), and a `"cl
 description is checked against an allowlist (`check_description`): every object in it must be
 a layer, initializer, regularizer or constraint class the course's models use (ALLOWED), op
 layers may only name pure arithmetic (OP_FUNCTIONS), activations only Keras's own by name,
-module paths only Keras's own, and sizes are bounded (a 10^9-unit Dense is refused, not
-allocated). What is refused is named in the feedback. Then deserialization runs in Keras's
-safe mode. TensorFlow is imported on first use only.
+module paths only Keras's own, and each size is bounded (a 10^9-unit Dense, or input, is
+refused, not allocated). What is refused is named in the feedback. Per-layer bounds do not bound
+a model's total memory or time (sixteen 16384-unit layers are allowed): the model worker's
+limits do (model_worker.py). Then deserialization runs in Keras's safe mode.
 
-Still in this process: building, calling and training the (allowlisted) model; issue #15's
-sandboxed model worker is not built yet.
+check_description runs in the grader (cheap: JSON only) and again in the model worker; rebuild()
+runs only in the model worker (model_server.py), never in the grader's process.
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ ACTIVATIONS = frozenset({"linear", "relu", "relu6", "sigmoid", "softmax", "tanh"
                          "softsign", "swish", "silu", "gelu", "exponential", "hard_sigmoid", "leaky_relu", "mish"})
 SIZE_KEYS = {"units": 16384, "filters": 16384, "depth_multiplier": 64, "kernel_size": 1024, "pool_size": 1024,
              "strides": 1024, "dilation_rate": 1024, "size": 1024, "padding": 1024, "cropping": 1024,
-             "batch_input_shape": 4096, "batch_shape": 4096, "target_shape": 1 << 20}
+             # shapes (also a layer's build_config input_shape, which sizes its kernel): a flattened
+             # 128x128x3 picture is 49,152 features, so the bound is per dimension, not per picture
+             "batch_input_shape": 1 << 20, "batch_shape": 1 << 20, "input_shape": 1 << 20, "input_dim": 1 << 20,
+             "batch_size": 4096, "target_shape": 1 << 20}
 MAX_LAYERS = 2000
 MAX_DEPTH = 64
 
@@ -83,8 +87,10 @@ def check_description(text: str) -> None:
     """Refuse (UnsafeModel, naming what and where) a description that is not of the allowlist."""
     try:
         doc = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, an integer past the digit limit, nesting
         raise UnsafeModel("its description is not valid JSON (or nested too deeply)") from None
+    if not (isinstance(doc, dict) and isinstance(doc.get("class_name"), str)):
+        raise UnsafeModel("its description is not a Keras model's (a JSON object with a class_name)")
     layers = 0
     stack: list[tuple[Any, str, int, bool]] = [(doc, "model", 0, False)]  # (node, where, depth, an op's config)
     while stack:

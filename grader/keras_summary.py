@@ -1,7 +1,7 @@
 """The course's per-layer model summary (W2A1/W2A2 ``test_utils.summary``) and a readable diff of two.
 
 ``summary(model)`` returns, for every entry of ``model.layers``,
-``[class_name, output_shape, count_params, *extras]`` with the course's extras (course_facts.md §4.2):
+``[class_name, output_shape, count_params, *extras]`` with the course's extras (docs/course_facts.md §4.2):
 
 ============== =====================================================
 Conv2D         padding, activation.__name__, kernel_initializer class name
@@ -37,7 +37,7 @@ __all__ = ["summary", "first_difference", "FIELDS"]
 Entry = list[Any]
 
 _BASE_FIELDS = ("class", "output shape", "parameter count")
-# Names of the extras after the three base fields, by layer class (course_facts.md §4.2).
+# Names of the extras after the three base fields, by layer class (docs/course_facts.md §4.2).
 FIELDS: dict[str, tuple[str, ...]] = {
     "Conv2D": ("padding", "activation", "kernel initializer"),
     "MaxPooling2D": ("pool size", "strides", "padding"),

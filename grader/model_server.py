@@ -12,9 +12,9 @@ in model_wire's format; anything printed (TensorFlow, Keras) goes to stderr, the
 Every model is rebuilt from its description by keras_models.rebuild (the allowlist, then Keras's
 safe mode), here as in the grader's checks before. Requests:
 
-  facts     the model's structure as plain data (model_facts)
-  outputs   model(X, training) `repeat` times, after the seed, weights restored afterwards
-  forward   the given weights set, then model(X, training)
+  facts     the model's structure as plain data (model_facts; rebuilt models kept for this)
+  outputs   a fresh build under the seed, then model(X, training) `repeat` times
+  forward   a fresh build, the given weights set, then model(X, training)
   train     a fresh build under the seed, then RECIPES[recipe](model, DATA, FILES, params)
 
 Each request may carry cpu_seconds: the worker's CPU-time limit is raised to what it has used
@@ -36,7 +36,7 @@ from typing import Any
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-MODEL_CACHE = 8   # rebuilt models kept for facts/outputs/forward requests (by description digest)
+MODEL_CACHE = 8   # rebuilt models kept for facts requests (by description digest)
 
 
 def plain(value: Any) -> Any:
@@ -86,34 +86,23 @@ class Server:
 
     def __init__(self, recipes: dict[str, Any], data: Path | None, files: dict[str, Path]):
         self.recipes, self.data, self.files = recipes, data, files
-        self._models: OrderedDict[str, tuple[Any, list[Any]]] = OrderedDict()
+        self._models: OrderedDict[str, Any] = OrderedDict()
 
-    def _built(self, description: str) -> Any:
-        """The model of `description`, rebuilt once and kept (with its initial weights)."""
-        from grader.keras_models import rebuild
-        from grader.probe import KerasModelConfig
-
+    def _described(self, description: str) -> Any:
+        """The model of `description` for its facts: rebuilt once and kept (facts only read it)."""
         key = hashlib.sha256(description.encode()).hexdigest()
         if key in self._models:
             self._models.move_to_end(key)
-            return self._models[key][0]
-        model = rebuild(KerasModelConfig(description))
-        # An unbuilt model (no input shape) gets its weights at its first call: kept without them
-        # and dropped after that call (_restore), so each request starts from the description.
-        self._models[key] = (model, model.get_weights() if model.built else None)
+            return self._models[key]
+        self._models[key] = model = _rebuild(description)
         while len(self._models) > MODEL_CACHE:
             self._models.popitem(last=False)
         return model
 
-    def _restore(self, description: str) -> None:
-        key = hashlib.sha256(description.encode()).hexdigest()
-        model, weights = self._models[key]
-        if weights is None:
-            del self._models[key]
-        else:
-            model.set_weights(weights)
-
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request's answer. Calls and trainings get a model rebuilt for them after the seed is
+        set: nothing of an earlier request (weights, the state of random layers' generators) can
+        change what a later one computes."""
         import numpy as np
         import tensorflow as tf
 
@@ -121,40 +110,38 @@ class Server:
         if op == "ping":
             return {"ok": True}
         if op == "facts":
-            return {"ok": True, "facts": model_facts(self._built(description))}
+            return {"ok": True, "facts": model_facts(self._described(description))}
         if op == "outputs":
-            model = self._built(description)
-            try:
-                if request.get("seed") is not None:
-                    tf.keras.utils.set_random_seed(int(request["seed"]))
-                X, training = np.asarray(request["X"]), bool(request.get("training"))
-                outputs = [np.asarray(model(X, training=training)) for _ in range(int(request.get("repeat", 1)))]
-            finally:
-                self._restore(description)
-            return {"ok": True, "outputs": outputs}
+            tf.keras.utils.set_random_seed(int(request.get("seed") or 0))
+            model = _rebuild(description)
+            X, training = np.asarray(request["X"]), bool(request.get("training"))
+            return {"ok": True, "outputs": [np.asarray(model(X, training=training))
+                                            for _ in range(int(request.get("repeat", 1)))]}
         if op == "forward":
-            model = self._built(description)
+            tf.keras.utils.set_random_seed(0)
+            model = _rebuild(description)
             try:
-                try:
-                    model.set_weights(list(request["weights"]))
-                except ValueError as exc:  # Keras's message goes on to print every array: its first sentence
-                    return {"ok": False, "kind": "weights", "message": _first_line(exc).split(" Provided weights")[0]}
-                return {"ok": True, "output": np.asarray(model(np.asarray(request["X"]),
-                                                               training=bool(request.get("training"))))}
-            finally:
-                self._restore(description)
+                model.set_weights(list(request["weights"]))
+            except ValueError as exc:  # Keras's message goes on to print every array: its first sentence
+                return {"ok": False, "kind": "weights", "message": _first_line(exc).split(" Provided weights")[0]}
+            return {"ok": True, "output": np.asarray(model(np.asarray(request["X"]),
+                                                           training=bool(request.get("training"))))}
         if op == "train":
-            from grader.keras_models import rebuild
-            from grader.probe import KerasModelConfig
-
             recipe = self.recipes.get(request.get("recipe"))
             if recipe is None:
                 return {"ok": False, "kind": "error", "message": f"no training recipe {request.get('recipe')!r}"}
             tf.keras.utils.set_random_seed(int(request.get("seed", 1)))
-            model = rebuild(KerasModelConfig(description))
+            model = _rebuild(description)
             scores = recipe(model, self.data, self.files, dict(request.get("params", {})))
             return {"ok": True, "scores": {str(k): float(v) for k, v in scores.items()}}
         return {"ok": False, "kind": "error", "message": f"unknown request {op!r}"}
+
+
+def _rebuild(description: str) -> Any:
+    from grader.keras_models import rebuild
+    from grader.probe import KerasModelConfig
+
+    return rebuild(KerasModelConfig(description))
 
 
 def _first_line(exc: BaseException) -> str:

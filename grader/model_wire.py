@@ -25,6 +25,7 @@ import numpy as np
 
 DTYPES = frozenset({"float32", "float64", "int32", "int64", "uint8", "bool"})
 MAX_DEPTH = 64
+MAX_DIMENSIONS = 32
 
 
 class WireError(Exception):
@@ -87,7 +88,7 @@ def decode(body: bytes) -> dict[str, Any]:
         raise WireError("a message whose header is longer than the message")
     try:
         header = json.loads(body[4:4 + size].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, an integer past the digit limit
         raise WireError(f"a message header that is not JSON ({type(exc).__name__})") from None
     if not isinstance(header, dict) or not _depth_ok(header):
         raise WireError("a message header that is not a JSON object of bounded depth")
@@ -97,7 +98,7 @@ def decode(body: bytes) -> dict[str, Any]:
     arrays, offset = [], 4 + size
     for spec in specs:
         if not (isinstance(spec, dict) and spec.get("dtype") in DTYPES and isinstance(spec.get("shape"), list)
-                and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 40 for n in spec["shape"])):
+                and len(spec["shape"]) <= MAX_DIMENSIONS and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 40 for n in spec["shape"])):
             raise WireError(f"a message with an array of an unknown kind ({str(spec)[:80]})")
         dtype = np.dtype(spec["dtype"])
         count = math.prod(spec["shape"])

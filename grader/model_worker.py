@@ -403,31 +403,41 @@ class RemoteModel:
     """A model as the checks see it: its description, and what the worker answers about it.
 
     failure: for a student's model, the exception (the checks' Failure) raised when the worker
-    cannot do what was asked with it (not rebuildable, a call that raises, out of time or memory),
-    its message starting with `where`; None (the reference) lets ModelRefused and WorkerFault
-    through: a reference that fails is the grader's problem, not the student's.
+    cannot do what was asked with it (not rebuildable, a call that raises, out of time or memory,
+    an answer too large), its message starting with `where`.
+    fault: the exception raised for what is not the model's doing (the worker cannot start, an
+    answer that is not of the wire format; for the reference, failure=None: anything at all), so
+    that it is never charged to a student. Without either, ModelRefused and WorkerFault go through.
     """
 
     def __init__(self, worker: ModelWorker, description: str, where: str,
-                 failure: type[Exception] | None = None):
-        self.worker, self.description, self.where, self.failure = worker, description, where, failure
+                 failure: type[Exception] | None = None, fault: type[Exception] | None = None):
+        self.worker, self.description, self.where = worker, description, where
+        self.failure, self.fault = failure, fault
         self._facts: ModelFacts | None = None
+
+    def _not_ours(self, text: str) -> Exception:
+        return (self.fault or WorkerFault)(f"{self.where}: {text}")
 
     def _ask(self, message: dict[str, Any], what: str, timeout: float | None = None) -> dict[str, Any]:
         try:
             return self.worker.request({**message, "model": self.description},
                                        timeout=timeout or self.worker.limits.call_timeout, what=what)
         except ModelRefused as exc:
-            if self.failure is None:
-                raise
             text = str(exc)
             if exc.kind == "weights":
                 text = f"the reference's weights do not fit this model ({text[:200]}); see the architecture check"
-            raise self.failure(f"{self.where}: {text}") from None
+            if self.failure is not None:
+                raise self.failure(f"{self.where}: {text}") from None
+            if self.fault is not None:
+                raise self.fault(f"{self.where}: {text}") from None
+            raise
         except WorkerFault as exc:
-            if self.failure is None or not exc.student:
-                raise
-            raise self.failure(f"{self.where}: {exc.cause}") from None
+            if self.failure is not None and exc.student:
+                raise self.failure(f"{self.where}: {exc.cause}") from None
+            if self.fault is not None:
+                raise self.fault(f"{self.where}: {exc.cause}") from None
+            raise
 
     @property
     def facts(self) -> ModelFacts:
@@ -436,8 +446,8 @@ class RemoteModel:
             answer = self._ask({"op": "facts"}, "building the model")
             try:
                 self._facts = ModelFacts.parse(answer.get("facts"))
-            except RecursionError:
-                raise WireError("the model's facts are nested too deeply") from None
+            except (WireError, RecursionError) as exc:
+                raise self._not_ours(f"the model worker's description of the model is malformed ({exc})") from None
         return self._facts
 
     def outputs(self, X: np.ndarray, training: bool, seed: int | None = None, repeat: int = 1) -> list[np.ndarray]:
@@ -447,7 +457,7 @@ class RemoteModel:
         outputs = answer.get("outputs")
         if not (isinstance(outputs, list) and len(outputs) == repeat
                 and all(isinstance(o, np.ndarray) for o in outputs)):
-            raise WireError("the model's outputs are not arrays")
+            raise self._not_ours("the model worker's outputs are not arrays")
         return outputs
 
     def forward(self, weights: list[np.ndarray], X: np.ndarray, training: bool) -> np.ndarray:
@@ -455,7 +465,7 @@ class RemoteModel:
         answer = self._ask({"op": "forward", "weights": list(weights), "X": X, "training": training},
                            "calling the model with the reference's weights")
         if not isinstance(answer.get("output"), np.ndarray):
-            raise WireError("the model's output is not an array")
+            raise self._not_ours("the model worker's output is not an array")
         return answer["output"]
 
     def train(self, recipe: str, params: Mapping[str, Any], seed: int) -> dict[str, float]:
@@ -464,5 +474,5 @@ class RemoteModel:
                            "training the model", timeout=self.worker.limits.train_timeout)
         scores = answer.get("scores")
         if not (isinstance(scores, dict) and all(isinstance(v, float) for v in scores.values())):
-            raise WireError("the training scores are not numbers")
+            raise self._not_ours("the model worker's training scores are not numbers")
         return scores

@@ -281,7 +281,7 @@ def _load_model_config(call_dir: AnswerFolder, name: Any, budget: list[int]) -> 
         raise ProbeError(f"the model description {name} is not valid JSON") from None
     try:
         json.loads(text)
-    except json.JSONDecodeError:
+    except ValueError:  # JSONDecodeError, or an integer past Python's digit limit
         raise ProbeError(f"the model description {name} is not valid JSON") from None
     except RecursionError:
         raise ProbeError(f"the model description {name} is nested too deeply") from None

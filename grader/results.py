@@ -23,6 +23,11 @@ class TestResult:
     __test__ = False  # not a pytest test class
 
 
+# The error of a submission the grader could not grade for a reason of its own or of its machine
+# (not the notebook's): recorded, never scored, and graded again by the next batch run.
+GRADER_FAULT = "not graded (a fault of the grader or its machine, not of the notebook)"
+
+
 @dataclass
 class SubmissionResult:
     submission: str

@@ -1,5 +1,5 @@
 """Reference for W1A2 "Convolution_model_Application" (Keras), the course's 2021+ version
-(course_facts.md §3).
+(docs/course_facts.md §3).
 
 Same function names and signatures as the course notebook, and the same layers in the same order
 with the same settings, so the models built here and a correct student's have identical per-layer

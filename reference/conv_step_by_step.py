@@ -2,7 +2,7 @@
 
 Same function names, signatures, return values and caches as the course notebook, so the grader can
 feed a student's function and this one the same inputs and compare the results (see
-course_facts.md, section 2). Everything is computed in float64 and vectorized: the only
+docs/course_facts.md, section 2). Everything is computed in float64 and vectorized: the only
 Python loops run over the f*f filter offsets and over cache-sized blocks of the im2col matrix, never
 over examples, pixels or channels.
 

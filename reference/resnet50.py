@@ -1,4 +1,4 @@
-"""Reference for W2A1 "Residual_Networks" (Keras), course version v1 2021 (course_facts.md §4.1).
+"""Reference for W2A1 "Residual_Networks" (Keras), course version v1 2021 (docs/course_facts.md §4.1).
 
 Same function names, signatures, layer order and initializers as the course notebook, so the model
 this module builds and a correct student's model have identical per-layer summaries

@@ -268,3 +268,19 @@ def test_every_export_is_written_from_one_batch(tmp_path):
     assert "<img" in (out / "report.html").read_text()
     doc = json.loads((out / "results.json").read_text())
     assert doc["submissions"][0]["environment"]["device"] == "cpu"
+
+
+def test_a_submission_not_graded_for_a_fault_of_the_graders_is_graded_again(tmp_path):
+    """A result recorded as not graded for the grader's own fault (the model worker could not
+    start, an internal error) is never current: the next batch run grades it again."""
+    from grader.gradebook import Gradebook, Provenance
+    from grader.results import GRADER_FAULT, SubmissionResult
+
+    provenance = Provenance("hash", "spec", "1", "cpu")
+    with Gradebook(tmp_path / "book.sqlite") as book:
+        book.record("ex", SubmissionResult("a.ipynb", "ungradable", 0, 10, error=f"{GRADER_FAULT}: no worker",
+                                           student="a"), provenance)
+        book.record("ex", SubmissionResult("b.ipynb", "ungradable", 0, 10, error="not a notebook", student="b"),
+                    provenance)
+        assert not book.is_current("ex", "a", provenance)
+        assert book.is_current("ex", "b", provenance)

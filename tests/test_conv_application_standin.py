@@ -1,6 +1,6 @@
 """exercises/conv_application/make_standins.py, read back with the notebook's loaders (helpers/cnn_utils.py).
 
-The Happy House stand-in must look like the course's files to the notebook (course_facts.md §3):
+The Happy House stand-in must look like the course's files to the notebook (docs/course_facts.md §3):
 the same files, keys, dtypes and shapes, 600 train and 150 test pictures of 64x64x3, labels 0/1,
 ``load_happy_dataset()`` returning Y as (1, m) rows (the notebook transposes them). The SIGNS files
 are the resnet50 exercise's stand-in, byte for byte (one source of truth), read by

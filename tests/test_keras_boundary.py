@@ -18,7 +18,7 @@ from grader import probe  # noqa: E402
 from grader.checks import Case, Context, Failure  # noqa: E402
 from grader.keras_checks import computes_like_reference, same_parameter_counts  # noqa: E402
 from grader.model_training import predicted_right  # noqa: E402
-from grader.keras_models import UnsafeModel, rebuild  # noqa: E402
+from grader.keras_models import UnsafeModel, check_description, rebuild  # noqa: E402
 from grader.spec import Tolerance  # noqa: E402
 
 CTX = Context(Tolerance(), 5)
@@ -177,3 +177,25 @@ def test_the_reference_models_of_every_keras_exercise_are_in_the_allowlist():
     for model in (resnet50.ResNet50(), conv_application.happyModel(), conv_application.convolutional_model((64, 64, 3)),
                   mobilenet_transfer.alpaca_model(data_augmentation=mobilenet_transfer.data_augmenter())):
         check_description(model.to_json())
+
+
+def sequential_dense(key: str, value) -> str:
+    """Dense(1) as a Sequential's first layer, with `key` (e.g. input_dim) set to `value`."""
+    import json
+
+    doc = json.loads(tf_keras.Sequential([tf_keras.layers.Dense(1)]).to_json())
+    doc["config"]["layers"][0]["config"][key] = value
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize("key, value", [("input_dim", 10**9), ("input_shape", [10**9]), ("batch_size", 10**9)])
+def test_sizes_given_as_a_first_layers_input_are_bounded_too(key, value):
+    """Keras honours input_dim / input_shape on a Sequential's first layer (a 10^9 x 1 kernel)."""
+    with pytest.raises(UnsafeModel, match=f"has {key}"):
+        check_description(sequential_dense(key, value))
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '{"config": {}}', '{"class_name": "Sequential", "x": ' + "9" * 5000 + "}"])
+def test_a_description_that_is_not_a_models_object_is_refused_cleanly(text):
+    with pytest.raises(UnsafeModel, match="not valid JSON|not a Keras model"):
+        check_description(text)

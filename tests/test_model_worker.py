@@ -262,6 +262,34 @@ def test_a_model_over_its_time_or_memory_fails_its_own_request_and_the_worker_go
         assert worker.starts == 4   # one start, then one after each fault
 
 
+def test_seeded_outputs_do_not_depend_on_earlier_requests(model_worker):
+    """Two submissions with the same augmenter get the same seeded outputs: each call gets a model
+    rebuilt after the seed (random layers' generators are not weights a cache could restore)."""
+    augmenter = tf_keras.Sequential([tf_keras.Input((8, 8, 3)), tf_keras.layers.RandomFlip("horizontal"),
+                                     tf_keras.layers.RandomRotation(0.2)]).to_json()
+    X = np.arange(2 * 8 * 8 * 3, dtype=np.float32).reshape(2, 8, 8, 3)
+    first = RemoteModel(model_worker(), augmenter, "a").outputs(X, training=True, seed=0)[0]
+    second = RemoteModel(model_worker(), augmenter, "b").outputs(X, training=True, seed=0)[0]
+    assert not np.array_equal(first, X) and np.array_equal(first, second)
+
+
+def test_a_worker_that_cannot_start_leaves_the_submission_not_graded_rather_than_charged(make_student):
+    """The model worker cannot start (too little memory to import TensorFlow): no check of the
+    item is scored; the submission is recorded as not graded, for a fault that is not its own."""
+    from grader import grading
+    from grader.checks import GraderFault
+
+    exercise = load_exercise("conv_application")
+    item = next(i for i in exercise.items if i.name == "happyModel")
+    text = tiny_functional().to_json()
+    student = make_student({"happyModel": lambda *a, **k: Described(text)})
+    student.defined = lambda names: list(names)
+    with ModelWorker(WorkerSettings("none", Limits(memory_mb=50))) as worker:
+        ctx = Context(exercise.tolerance, exercise.max_examples, None, exercise.params, {}, worker)
+        with pytest.raises(GraderFault, match="could not start"):
+            grading._grade_item(item, exercise, student, None, None, ctx)
+
+
 def test_a_worker_that_cannot_start_is_not_the_students_fault():
     worker = ModelWorker(WorkerSettings("none", Limits(memory_mb=50)))  # too little to import TensorFlow
     with worker:

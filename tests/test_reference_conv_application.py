@@ -2,7 +2,7 @@
 
 Oracles:
 
-* The course's published facts (course_facts.md §3): both expected summary lists, copied here
+* The course's published facts (docs/course_facts.md §3): both expected summary lists, copied here
   entry by entry as the notebook's test cells hold them, and the parameter counts (37,633 /
   37,569 trainable / 64 non-trainable; 1,310).
 * Summaries written out here from the architecture description alone, by formula (output sizes
@@ -35,7 +35,7 @@ import torch.nn.functional as F  # noqa: E402
 from reference import conv_application as ref  # noqa: E402
 from grader.keras_summary import first_difference, summary  # noqa: E402
 
-# The notebook's expected lists (course_facts.md §3), as its test cells write them.
+# The notebook's expected lists (docs/course_facts.md §3), as its test cells write them.
 COURSE_HAPPY_SUMMARY = [
     ['ZeroPadding2D', (None, 70, 70, 3), 0, ((3, 3), (3, 3))],
     ['Conv2D', (None, 64, 64, 32), 4736, 'valid', 'linear', 'GlorotUniform'],

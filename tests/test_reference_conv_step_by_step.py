@@ -1,7 +1,7 @@
 """reference/conv_step_by_step.py against independent oracles.
 
 Three oracles: torch (forward ops and autograd gradients, float64, NCHW), the course's own published
-numbers (course_facts.md sections 2.2 and 2.3), and small plain-loop re-implementations written here
+numbers (docs/course_facts.md sections 2.2 and 2.3), and small plain-loop re-implementations written here
 in the course's style, for the semantics torch does not share (tied maxima in pool_backward).
 """
 

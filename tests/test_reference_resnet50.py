@@ -2,7 +2,7 @@
 
 Oracles:
 
-* The course's published facts (course_facts.md §4): parameter counts (23,600,006 / 23,546,886 /
+* The course's published facts (docs/course_facts.md §4): parameter counts (23,600,006 / 23,546,886 /
   53,120), 177 layers and their class counts, the first and last summary entries, the v1 2021
   block outputs on the course's fixed input, and a summary list generated here, entry by entry, from
   the written architecture description of §4.1 (shapes and parameter counts by formula).
@@ -112,7 +112,7 @@ def test_summary_first_and_last_entries_are_the_course_ones(resnet_summary):
 
 
 def course_summary_from_description(size: int = 64, channels: int = 3, classes: int = 6) -> list[list]:
-    """The 177-entry summary written out from course_facts.md §4.1, independently of Keras.
+    """The 177-entry summary written out from docs/course_facts.md §4.2, independently of Keras.
 
     Stage 1: ZeroPadding2D((3,3)), Conv2D(64, 7x7, s2, glorot), BN, ReLU, MaxPooling2D((3,3), s2).
     Stages 2-5: a convolutional block (glorot; order conv1 bn relu conv2 bn relu conv3 conv_shortcut
@@ -221,7 +221,7 @@ def test_keras_applications_resnet50_agrees_where_comparable(resnet, flavour):
 
 # --------------------------------------------------------------------------- blocks vs the course's numbers
 
-# The course's v1 2021 expected values (course_facts.md §4.2) are decimal literals copied from printed
+# The course's v1 2021 expected values (docs/course_facts.md §4.2) are decimal literals copied from printed
 # float32 output. On TF 2.21 / tf_keras 2.21 the results differ from them by at most 2 float32 ULPs
 # (e.g. 578.13715 vs 578.1371, 96.85618 vs 96.85619, i.e. <= 1.6e-7 relative): the convolutions here
 # add their equal terms in another order than the course's build did. A float32 simulation of this

@@ -1,6 +1,6 @@
 """exercises/resnet50/make_signs_standin.py, read back with the course's loader (helpers/resnets_utils.py).
 
-The stand-in must look like SIGNS to the notebook (course_facts.md §4.3): the same files, keys,
+The stand-in must look like SIGNS to the notebook (docs/course_facts.md §4.3): the same files, keys,
 dtypes and shapes, 1080 train and 120 test images, 20 test images per class, classes 0..5,
 ``load_dataset()`` returning Y as (1, m) and ``convert_to_one_hot(Y, 6).T`` giving (m, 6).
 """

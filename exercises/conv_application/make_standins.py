@@ -1,5 +1,5 @@
 """Write stand-ins for the two datasets of the course's Convolution_model_Application notebook
-(course_facts.md §3), neither of which is public.
+(docs/course_facts.md §3), neither of which is public.
 
 Happy House (``load_happy_dataset()``), in the course's format:
 ``train_happy.h5`` (``train_set_x`` uint8 (600, 64, 64, 3), ``train_set_y`` int64 (600,),

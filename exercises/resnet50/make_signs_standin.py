@@ -1,4 +1,4 @@
-"""Write a stand-in for the course's SIGNS dataset (course_facts.md §4.3), which is not public.
+"""Write a stand-in for the course's SIGNS dataset (docs/course_facts.md §4.3), which is not public.
 
 The files have the SIGNS format, so the course's ``resnets_utils.load_dataset()`` reads them
 unchanged: ``train_signs.h5`` (``train_set_x`` uint8 (1080, 64, 64, 3), ``train_set_y`` int64
