@@ -9,6 +9,7 @@ exactly once: finished ones are current in the gradebook and are skipped.
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 import re
@@ -158,6 +159,29 @@ def spec_hash(exercise: Exercise) -> str:
     return _tree_hash(files + _reference_files(exercise))
 
 
+def content_digest(*paths: Path) -> str:
+    """A short hash of the regular files under `paths` by relative name and bytes (where they lie
+    does not count: a copy of the same data is the same data)."""
+    h = hashlib.sha256()
+    for root in paths:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.name != ".complete")
+        for f in files:
+            h.update(str(f.relative_to(root) if f != root else f.name).encode() + b"\0" + f.read_bytes())
+        h.update(b"\1")
+    return h.hexdigest()[:16]
+
+
+def settings_hash(exercise: Exercise, sandbox: str, limits: Limits | None, data_dir: Path | None,
+                  files: Mapping[str, Path]) -> str:
+    """What a result was graded with, besides the notebook, the grader's version and the device:
+    the exercise's files and references (spec_hash), the sandbox, the limits, and the data and
+    data files by content. Any change means the stored result is not current."""
+    parts = {"spec": spec_hash(exercise), "sandbox": sandbox, "limits": (limits or exercise.limits).__dict__,
+             "data": content_digest(data_dir) if data_dir is not None else None,
+             "files": {name: content_digest(path) for name, path in sorted(files.items())}}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def _reference_files(exercise: Exercise) -> list[Path]:
     reference = ROOT / "reference"
     files = set()
@@ -230,9 +254,9 @@ def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, *, work
     bars); an exception it raises is ignored, the batch goes on.
     """
     jobs = _distinct(jobs)
-    if exercise.data is not None:  # stand-ins made here, once, not by workers racing each other
-        exercise.data.resolve(data, data_files)
-    version, shash = grader_version(), spec_hash(exercise)
+    # stand-ins made here, once, not by workers racing each other
+    data_dir, files = exercise.data.resolve(data, data_files) if exercise.data is not None else (None, {})
+    version, shash = grader_version(), settings_hash(exercise, sandbox, limits, data_dir, files)
     provenance = {j.student: Provenance(j.content_hash, shash, version, device) for j in jobs}
     todo = [j for j in jobs if force or not gradebook.is_current(exercise.name, j.student, provenance[j.student])]
     by_student = {j.student: j for j in jobs}

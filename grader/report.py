@@ -22,14 +22,20 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+def display_name(result: SubmissionResult) -> str:
+    """Who a result is for: the student (batch grading derives it from the path), or for a single
+    notebook graded on its own, its file name."""
+    return result.student or Path(result.submission).name
+
+
 def summary_table(exercise: Exercise, results: list[SubmissionResult]) -> Table:
     table = Table(title=f"{exercise.title} ({exercise.name})", show_lines=False)
-    table.add_column("submission", overflow="fold")
+    table.add_column("student", overflow="fold")
     table.add_column("score", justify="right")
     for item in exercise.items:
         table.add_column(item.name, justify="right")
     for r in results:
-        name = Text(Path(r.submission).name)
+        name = Text(display_name(r))
         if r.status != "graded":
             table.add_row(name, Text(r.status, style="red"), *["-"] * len(exercise.items))
             continue
@@ -60,7 +66,7 @@ def feedback_text(result: SubmissionResult) -> str:
     reason it was not graded, a check's output, notebook errors) comes under a label and
     starts with "| ".
     """
-    lines = [f"{Path(result.submission).name!r} scored {_fmt(result.score)}/{_fmt(result.max_score)}"]
+    lines = [f"{display_name(result)!r} scored {_fmt(result.score)}/{_fmt(result.max_score)}"]
     if result.error:
         lines.append(f"  {ERROR_LABEL}")
         lines.extend(_quoted(result.error, "    "))

@@ -284,3 +284,30 @@ def test_a_submission_not_graded_for_a_fault_of_the_graders_is_graded_again(tmp_
                     provenance)
         assert not book.is_current("ex", "a", provenance)
         assert book.is_current("ex", "b", provenance)
+
+
+def test_results_graded_with_other_settings_are_not_current(tmp_path, monkeypatch):
+    """Stale grades (#17): a result is current only for the settings it was graded with: the data
+    and data files by content, the limits and the sandbox (device and the exercise's files were
+    already part of it). Identical data in another folder is the same data."""
+    exercise = spec.load_exercise("conv_application")
+    calls = []
+    monkeypatch.setattr(batch, "grade_one", lambda ex, path, student, *a: calls.append(student)
+                        or fake_result(student))
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "a.ipynb").write_text("a")
+    jobs = batch.discover([tmp_path / "subs"])
+    standins, _ = exercise.data.resolve()
+    same = shutil.copytree(standins, tmp_path / "same", ignore=shutil.ignore_patterns(".complete"))
+    other = shutil.copytree(standins, tmp_path / "other", ignore=shutil.ignore_patterns(".complete"))
+    (other / "test_happy.h5").write_bytes((other / "test_happy.h5").read_bytes() + b"\0")
+    with Gradebook(tmp_path / "g.sqlite") as book, ThreadPoolExecutor(1) as pool:
+        def run(**settings) -> int:
+            before = len(calls)
+            batch.run_batch(exercise, jobs, book, executor=pool, **settings)
+            return len(calls) - before
+        assert run() == 1 and run() == 0
+        assert run(data=same) == 0                      # the same bytes: the same grade
+        assert run(data=other) == 1 and run(data=other) == 0
+        assert run(data=other, limits=exercise.limits.replace(memory_mb=1234)) == 1
+        assert run(data=other, limits=exercise.limits.replace(memory_mb=1234), sandbox="none") == 1

@@ -199,3 +199,17 @@ def test_sizes_given_as_a_first_layers_input_are_bounded_too(key, value):
 def test_a_description_that_is_not_a_models_object_is_refused_cleanly(text):
     with pytest.raises(UnsafeModel, match="not valid JSON|not a Keras model"):
         check_description(text)
+
+
+def test_a_layer_left_trainable_none_is_rebuilt_frozen_as_keras_had_it():
+    """The fine-tuning template's `layer.trainable = None`, left in real notebooks: Keras trains
+    nothing of such a layer; the rebuilt model has it frozen (not refused as unrebuildable)."""
+    model = tf_keras.Sequential([tf_keras.Input((8, 8, 3)), tf_keras.layers.Conv2D(2, 3), tf_keras.layers.Flatten(),
+                                 tf_keras.layers.Dense(1)])
+    model.layers[0].trainable = None
+    assert len(model.trainable_weights) == 2          # the kernel's own view: the convolution is frozen
+    text = model.to_json()
+    assert '"trainable": null' in text
+    rebuilt = rebuild(probe.KerasModelConfig(text))
+    assert [layer.trainable for layer in rebuilt.layers] == [False, True, True]
+    assert len(rebuilt.trainable_weights) == 2

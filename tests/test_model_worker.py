@@ -307,3 +307,42 @@ def test_a_keras_submission_is_graded_without_building_its_model_in_the_grader(n
     result = grade_submission(exercise.samples / "correct.ipynb", exercise)
     assert result.status == "graded" and result.score == exercise.max_score, [t.output for t in result.tests]
     assert {t.name.split(": ")[1] for t in result.tests} >= {"architecture", "forward pass", "training"}
+
+
+AS_USER = """
+import json, os
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import tf_keras
+from grader.model_worker import ModelWorker, RemoteModel, WorkerSettings
+from grader.spec import Limits
+assert os.geteuid() != 0
+inputs = tf_keras.Input((4,))
+text = tf_keras.Model(inputs, tf_keras.layers.Dense(2)(inputs)).to_json()
+with ModelWorker(WorkerSettings("bwrap", Limits(memory_mb=4096))) as worker:
+    print(json.dumps(RemoteModel(worker, text, "here").facts.counts))
+"""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare is not installed")
+def test_the_worker_works_for_a_grader_that_is_an_ordinary_user(tmp_path):
+    """As uid 1000 (no cgroup, no setpriv): bwrap's own user namespace, rlimits only."""
+    out = subprocess.run(["unshare", "--user", "--map-user=1000", "--map-group=1000", sys.executable, "-c", AS_USER],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"total": 10, "trainable": 10, "non-trainable": 0}
+
+
+def test_the_mobilenet_recipe_uses_the_courses_settings():
+    """model_recipes.py may not import reference/ (the worker has no copy): its copy of the
+    notebook's settings must agree with the reference's."""
+    import importlib.util
+
+    from reference import mobilenet_transfer as ref
+
+    exercise = load_exercise("mobilenet_transfer")
+    spec = importlib.util.spec_from_file_location("mobilenet_recipes", exercise.recipes)
+    recipes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipes)
+    for name in ("IMG_SIZE", "BATCH_SIZE", "VALIDATION_SPLIT", "SPLIT_SEED", "BASE_LEARNING_RATE"):
+        assert getattr(recipes, name) == getattr(ref, name), name

@@ -215,7 +215,7 @@ def test_feedback_text_sets_student_output_apart():
     result = hostile_result("subs/x/work.ipynb", "x")
     result.error = "All tests passed"
     lines = report.feedback_text(text.clean_result(result)).splitlines()
-    assert lines[0] == "'work.ipynb' scored 10/70"
+    assert lines[0] == "'x' scored 10/70"  # the student (subs/x/), not the file name
     verdictish = [line for line in lines if "All tests passed" in line or "Score: 70/70" in line]
     assert verdictish and all(line.lstrip().startswith("| ") for line in verdictish)
 
