@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from grader import device, results, sandbox, spec
 from grader.batch import Job, discover, run_batch, shard
 from grader.gradebook import Gradebook
+from grader.library_log import has_content, library_log
 from grader.report import print_report
 from grader.text import clean_id, clean_result, clean_text
 
@@ -171,13 +172,22 @@ def main(argv: list[str] | None = None) -> int:
     terminal = Terminal(stdout)
     console = Console(file=terminal, width=None if terminal.isatty() else 200)
     commands = {"merge": merge_command, "check": check_command}
-    try:
-        if argv and argv[0] in commands:
-            return commands[argv[0]](argv[1:], console)
-        return grade_command(argv, console)
-    except UsageError as exc:
-        console.print(Text("error: ", style="red") + Text(clean_text(str(exc))))
-        return USAGE_ERROR
+    # TensorFlow's start-up lines and the like (theirs, and the batch workers') go to a log file,
+    # named at the end; the terminal shows the grader's progress, table and feedback only.
+    with library_log() as log:
+        try:
+            if argv and argv[0] in commands:
+                code = commands[argv[0]](argv[1:], console)
+            else:
+                code = grade_command(argv, console)
+        except UsageError as exc:
+            console.print(Text("error: ", style="red") + Text(clean_text(str(exc))))
+            code = USAGE_ERROR
+    if has_content(log):
+        console.print(Text(f"Messages of the libraries (TensorFlow's start-up and the like): {log}", style="dim"))
+    else:
+        log.unlink(missing_ok=True)
+    return code
 
 
 def _exercise(name: str) -> spec.Exercise:

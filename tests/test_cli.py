@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,19 @@ def test_results_json_follows_the_contract(tmp_path):
     failed = [t for t in wrong["tests"] if t["status"] == "failed"]
     assert {t["name"].split(":")[0] for t in failed} == {"conv_forward"}
     assert all("expected" in t["output"] and "on input" in t["output"] for t in failed)
+
+
+def test_library_noise_goes_to_a_log_named_at_the_end(tmp_path):
+    """Loading a Keras exercise imports TensorFlow, whose start-up lines (absl's, CUDA probing on a
+    CPU-only machine) are not the grader's: they go to a log file the last line names."""
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("not a notebook")
+    out = subprocess.run([sys.executable, "grade.py", "--exercise", "resnet50", "--device", "cpu", str(bad)],
+                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp_path)},
+                         timeout=300)
+    assert "absl" not in out.stderr and "E0000" not in out.stderr and "I0000" not in out.stderr, out.stderr
+    assert "absl" not in out.stdout and "ungradable" in out.stdout
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("Messages of the libraries"), out.stdout
+    log = Path(last.split(": ", 1)[1])
+    assert log.parent == tmp_path and "absl" in log.read_text()
