@@ -184,3 +184,33 @@ def test_fine_tuning_choices_are_checked(make_student, kwargs, aspect, phrase):
     messages = {a: run(student, "fine_tuning", a) for a in FINE_ASPECTS}
     assert {a for a, m in messages.items() if m} == {aspect}
     assert phrase in messages[aspect]
+
+
+@pytest.mark.slow   # builds MobileNetV2 three times
+@pytest.mark.parametrize("weights, passes", [("file", True), (None, False)])
+def test_a_base_that_was_never_pretrained_fails_alpaca_model(make_student, weights, passes):
+    """weights=None: architecture, counts and freezing all right, yet nothing to transfer. The
+    kernel sends what the base's weights sum to (kernel_prelude.py); they must be the file's."""
+    checks = EXERCISE.checks
+    _, files = EXERCISE.data.resolve()
+    ctx = dataclasses.replace(CTX, files=files)
+
+    def fingerprint(name, image_shape):
+        base = tf_keras.applications.MobileNetV2(input_shape=(*image_shape, 3), include_top=False,
+                                                 weights=str(files["weights"]) if weights == "file" else None)
+        return checks.weights_fingerprint(base.get_weights())
+
+    student = make_student({
+        "alpaca_model": variant(),
+        "__convgrade_alpaca_model__": lambda name, image_shape: variant()(tuple(image_shape), ref.data_augmenter()),
+        "__convgrade_base_fingerprint__": fingerprint,
+    })
+    try:
+        CHECKS[("alpaca_model", "pretrained base")].run(student, ctx)
+        message = None
+    except Failure as exc:
+        message = str(exc)
+    if passes:
+        assert message is None
+    else:
+        assert "does not carry the pretrained weights" in message and "not weights=None" in message

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from grader.checks import (Case, Check, Context, Failure, Student, call_student, describe_type, remembered,
-                           small_arrays)
+from grader.checks import (Case, Check, Context, Failure, GraderFault, Student, call_student, describe_type,
+                           remembered, small_arrays)
 from grader.keras_checks import (call_text, data_digest, model_property, reference_scores, remote_model,
                                  same_parameter_counts, same_structure, student_architecture, student_model)
 from grader.model_worker import LayerFacts, ModelFacts, RemoteModel
@@ -28,6 +28,7 @@ from grader.spec import DATA_CACHE
 from reference import mobilenet_transfer as ref
 
 ALPACA = "__convgrade_alpaca_model__"      # kernel_prelude.py: alpaca_model with a correct augmenter
+FINGERPRINT = "__convgrade_base_fingerprint__"  # kernel_prelude.py: what the weights of its base sum to
 FINE_TUNING = "__convgrade_fine_tuning__"  # kernel_prelude.py: the fine-tuning cell's globals
 AUGMENTER_CASE = Case(())
 ALPACA_CASE = Case((ref.IMG_SIZE,), names=("image_shape",))
@@ -171,6 +172,45 @@ def base_in_inference_mode(student: Student, ctx: Context) -> None:
                       "the base is unfrozen for fine-tuning)")
 
 
+def weights_fingerprint(weights: list[np.ndarray]) -> np.ndarray:
+    """Per weight array, its sum and sum of squares in float64 (as kernel_prelude.py computes them)."""
+    arrays = [np.asarray(w, dtype=np.float64) for w in weights]
+    return np.array([[w.sum(), (w * w).sum()] for w in arrays], dtype=np.float64).reshape(-1, 2)
+
+
+@lru_cache(maxsize=2)
+def _pretrained_fingerprint(path: str, size: int, mtime: float) -> np.ndarray:
+    """The fingerprint of MobileNetV2's base as the weights file the grader placed makes it (built
+    here from the file: keras.applications' own code, not a student's description)."""
+    import tf_keras
+
+    base = tf_keras.applications.MobileNetV2(input_shape=(*ref.IMG_SIZE, 3), include_top=False, weights=path)
+    return weights_fingerprint(base.get_weights())
+
+
+def pretrained_base(student: Student, ctx: Context) -> None:
+    """The base carries the pretrained weights (weights='imagenet', which the grader's kernel finds
+    offline, or the path of the course's file), not weights=None: the grader's own training loads
+    them itself, so only this check sees a base that would transfer nothing."""
+    where = f"on input {call_text('alpaca_model', ALPACA_CASE)}"
+    student_model(student, ctx, "alpaca_model", ALPACA_CASE, ALPACA)  # a description off the allowlist is refused
+    got = call_student(student, "alpaca_model", ALPACA_CASE, FINGERPRINT)
+    if "weights" not in ctx.files:
+        raise GraderFault("no pretrained weights file was given to the grader")
+    weights = ctx.files["weights"]
+    info = weights.stat()
+    expected = _pretrained_fingerprint(str(weights), info.st_size, info.st_mtime)
+    if not isinstance(got, np.ndarray) or got.shape != expected.shape:
+        raise Failure(f"{where}: the model's MobileNetV2 base could not be compared with the pretrained one "
+                      "(see the architecture check)")
+    differ = int(np.sum(~np.all(np.isclose(got, expected, rtol=1e-5, atol=1e-6), axis=1)))
+    if differ:
+        raise Failure(f"{where}: the MobileNetV2 base does not carry the pretrained weights ({differ} of its "
+                      f"{len(expected)} weight arrays differ from the course's weights file): build it with "
+                      "weights='imagenet' (or the path of the course's weights file), not weights=None; a base "
+                      "that was never pretrained has nothing to transfer")
+
+
 def logits_output(student: Student, ctx: Context) -> None:
     facts = student_model(student, ctx, "alpaca_model", ALPACA_CASE, ALPACA).facts
     where = f"on input {call_text('alpaca_model', ALPACA_CASE)}"
@@ -291,8 +331,9 @@ def trains_like_reference(student: Student, ctx: Context) -> None:
     if ctx.data is None or "weights" not in ctx.files:
         raise Failure("no training data or base weights were given to the grader")
     # What model2's training depends on. Not alpaca_model's freezing: the grader freezes the
-    # base itself for the head's training, and model2's flags after the fine-tuning cell count.
-    needed = [c for c in ALPACA_CHECKS if c.aspect not in ("parameter counts", "frozen base")]
+    # base itself for the head's training, and model2's flags after the fine-tuning cell count;
+    # nor its pretrained weights, which the grader loads itself.
+    needed = [c for c in ALPACA_CHECKS if c.aspect not in ("parameter counts", "frozen base", "pretrained base")]
     try:
         for check in [*needed, *FINE_TUNING_CHECKS]:
             check.run(student, ctx)
@@ -322,6 +363,7 @@ ALPACA_CHECKS = [
     Check("architecture", public=True, run=_summary_check),
     Check("parameter counts", run=same_parameter_counts("alpaca_model", reference_model, ALPACA_CASE, through=ALPACA)),
     Check("frozen base", run=frozen_base),
+    Check("pretrained base", run=pretrained_base),
     Check("base in inference mode", run=base_in_inference_mode),
     Check("logits output", run=logits_output),
 ]

@@ -5,8 +5,10 @@
 #    keep 0.001, which would grade the course's own compile cell, and students who copied it,
 #    as having the wrong rate. Here `lr` is passed on as `learning_rate`, as it was meant.
 # 2. Kernel-side adapters the grader calls by name: alpaca_model with a correct augmenter of its
-#    own (so that alpaca_model is graded on its own), and the fine-tuning cell's results, read
-#    from the notebook's globals as plain data (the model crosses as its JSON architecture).
+#    own (so that alpaca_model is graded on its own), a fingerprint of the weights its base
+#    carries (a description has no weights: a base built with weights=None would otherwise pass),
+#    and the fine-tuning cell's results, read from the notebook's globals as plain data (the model
+#    crosses as its JSON architecture).
 def __convgrade_honour_lr():
     import functools
 
@@ -40,7 +42,29 @@ def __convgrade_alpaca_model__(name, image_shape):
 
     fn = get_ipython().user_ns[name]  # noqa: F821 (IPython global)
     augmenter = tf_keras.Sequential([tf_keras.layers.RandomFlip("horizontal"), tf_keras.layers.RandomRotation(0.2)])
-    return fn(tuple(image_shape), augmenter)
+    model = fn(tuple(image_shape), augmenter)
+    __convgrade_alpaca_model__.last = (name, tuple(image_shape), model)
+    return model
+
+
+def __convgrade_base_fingerprint__(name, image_shape):
+    """The weights the student's alpaca model's base carries, as plain data: for each weight array
+    of its nested model (in order), its sum and its sum of squares (float64); None without one.
+    Of the model the adapter above built last, or of a new one."""
+    import numpy as np
+    import tf_keras
+
+    last = getattr(__convgrade_alpaca_model__, "last", None)
+    if last is not None and last[:2] == (name, tuple(image_shape)):
+        model = last[2]
+    else:
+        model = __convgrade_alpaca_model__(name, image_shape)
+    nested = [layer for layer in getattr(model, "layers", []) if isinstance(layer, tf_keras.Model)
+              and not isinstance(layer, tf_keras.Sequential)]
+    if len(nested) != 1:
+        return None
+    weights = [np.asarray(w, dtype=np.float64) for w in nested[0].get_weights()]
+    return np.array([[w.sum(), (w * w).sum()] for w in weights], dtype=np.float64).reshape(-1, 2)
 
 
 def __convgrade_fine_tuning__():

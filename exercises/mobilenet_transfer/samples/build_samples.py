@@ -142,6 +142,17 @@ def sample_weights_from_path():
     return nb
 
 
+def sample_base_not_pretrained():
+    """alpaca_model builds its base with weights=None: architecture, counts, freezing and the call
+    are all right, but the base was never pretrained, so the model transfers nothing (a real
+    notebook's own training stayed at 0.45 accuracy). model2 is graded as built, and the grader's
+    training loads the pretrained weights itself."""
+    nb = all_correct()
+    fill(nb, "alpaca_model", body_edit(
+        "alpaca_model", "weights='imagenet') # From imageNet", "weights=None) # From imageNet"))
+    return nb
+
+
 def sample_legacy_lr():
     """Correct, in Keras 2 era spelling: Adam(lr=...) for the fine-tuning optimizer (TF >= 2.11
     drops `lr` with a warning; the grader's kernel reads it as the rate it meant), and the
@@ -227,6 +238,7 @@ def sample_template_unfilled():
 NOTEBOOK_SAMPLES = {
     "correct": sample_correct,
     "weights_from_path": sample_weights_from_path,
+    "base_not_pretrained": sample_base_not_pretrained,
     "legacy_lr": sample_legacy_lr,
     "base_trainable": sample_base_trainable,
     "fine_tune_at_110": sample_fine_tune_at_110,
