@@ -47,6 +47,11 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
         nb = notebook.load(path)
     except notebook.Ungradable as exc:
         return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score, error=str(exc))
+    other = notebook.other_version(nb, exercise.other_versions)
+    if other is not None:  # said as such, not failed check by check as if the code were wrong
+        return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
+                                error=f"a different version of the assignment: {other}; this exercise grades "
+                                      f"{exercise.graded_versions or 'another version'}")
     data_dir, files = exercise.data.resolve(data, data_files) if exercise.data else (None, {})
     own_worker = models is None
     if own_worker:

@@ -112,3 +112,10 @@ def defining_cells(nb: nbformat.NotebookNode, name: str) -> list[int]:
     # [ \t], not \s: \s spans newlines, which makes the search quadratic in a cell of blank lines.
     pattern = re.compile(rf"^[ \t]*(def[ \t]+{n}[ \t]*\(|{n}[ \t]*=[^=])", re.MULTILINE)
     return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and pattern.search(c.source)]
+
+
+def other_version(nb: nbformat.NotebookNode, versions: "tuple[tuple[str, re.Pattern[str]], ...]") -> str | None:
+    """The name of the first of `versions` (name, pattern) whose pattern occurs in the notebook's
+    code (e.g. the definition of a graded function with another version's signature), or None."""
+    code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code" and isinstance(cell.source, str))
+    return next((name for name, pattern in versions if pattern.search(code)), None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +167,8 @@ class Exercise:
     requires_gpu: bool
     params: dict[str, Any]            # [params.*]: settings the exercise's checks read (e.g. training budget)
     recipes: Path | None              # model_recipes.py: the exercise builds students' models in the model worker
+    graded_versions: str              # [versions] graded: the published versions it grades, in words
+    other_versions: tuple             # [[versions.not_graded]]: (name, compiled pattern) of those it does not
     checks: ModuleType = field(repr=False, compare=False)
 
     def tolerance_for(self, device: str) -> Tolerance:
@@ -225,8 +228,21 @@ def load_exercise(name: str, exercises_dir: Path = EXERCISES_DIR) -> Exercise:
         requires_gpu=bool(doc.get("device", {}).get("requires_gpu", False)),
         params=dict(doc.get("params", {})),
         recipes=root / "model_recipes.py" if (root / "model_recipes.py").is_file() else None,
+        graded_versions=str(doc.get("versions", {}).get("graded", "")),
+        other_versions=_other_versions(spec_path, doc.get("versions", {}).get("not_graded", [])),
         checks=checks,
     )
+
+
+def _other_versions(spec_path: Path, entries: list) -> tuple:
+    out = []
+    for entry in entries:
+        try:
+            out.append((str(entry["name"]), re.compile(str(entry["recognised_by"]), re.MULTILINE)))
+        except (KeyError, TypeError, re.error) as exc:
+            raise SpecError(f"{spec_path}: [[versions.not_graded]] needs a name and a valid recognised_by "
+                            f"pattern ({exc})") from None
+    return tuple(out)
 
 
 def _load_checks(path: Path, exercise: str) -> ModuleType:

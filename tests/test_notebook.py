@@ -170,3 +170,29 @@ def test_an_emoji_written_as_an_escaped_surrogate_pair_still_loads(tmp_path):
     doc = json.loads(good_notebook())
     doc["cells"][0]["source"] = "x = '\U0001F600'"
     assert notebook.load(write(tmp_path, json.dumps(doc))).cells[0].source == "x = '\U0001F600'"
+
+
+def test_a_notebook_of_a_version_the_exercise_does_not_grade_is_named_as_such(tmp_path):
+    """#18: the pre-2021 Residual_Networks (blocks with `stage` and `block`) is reported as a
+    different version, ungradable, before any kernel starts: never failed check by check."""
+    import time
+
+    from grader.grading import grade_submission
+    from grader.spec import load_exercise
+
+    exercise = load_exercise("resnet50")
+    nb = nbformat.read(exercise.samples / "correct.ipynb", as_version=4)
+    old = nbformat.v4.new_code_cell("def identity_block(X, f, filters, stage, block):\n    return X\n")
+    nb.cells.append(old)
+    path = tmp_path / "old.ipynb"
+    nbformat.write(nb, path)
+    started = time.monotonic()
+    result = grade_submission(path, exercise)
+    assert result.status == "ungradable" and result.score == 0 and result.tests == []
+    assert result.error.startswith("a different version of the assignment: the pre-2021 Residual_Networks")
+    assert "this exercise grades the 2021-2023" in result.error
+    assert time.monotonic() - started < 30   # no kernel was started for it
+    old.source = "def identity_block(X, f, filters, training=True, initializer=None):\n    return X\n"
+    nbformat.write(nb, path)
+    from grader import notebook
+    assert notebook.other_version(notebook.load(path), exercise.other_versions) is None
