@@ -214,8 +214,8 @@ def grade_one(exercise_name: str, path: str, student: str, sandbox: str, limits:
 @lru_cache(maxsize=2)
 def _model_worker(exercise_name: str, sandbox: str, limits: Limits | None, device: str, data: str | None,
                   files: tuple[tuple[str, str], ...]):
-    """This process's model worker for these settings (None if the exercise needs none); closed
-    when the process ends."""
+    """This process's model worker for these settings (started on its first model); closed when
+    the process ends."""
     import multiprocessing.util
 
     from .grading import model_worker_for
@@ -224,8 +224,7 @@ def _model_worker(exercise_name: str, sandbox: str, limits: Limits | None, devic
     data_dir, resolved = (exercise.data.resolve(Path(data) if data else None, {k: Path(v) for k, v in files})
                           if exercise.data else (None, {}))
     worker = model_worker_for(exercise, sandbox, limits or exercise.limits, device, data_dir, resolved)
-    if worker is not None:
-        multiprocessing.util.Finalize(worker, worker.close, exitpriority=10)
+    multiprocessing.util.Finalize(worker, worker.close, exitpriority=10)
     return worker
 
 

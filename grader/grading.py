@@ -64,10 +64,9 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
 
 
 def model_worker_for(exercise: Exercise, sandbox: str, limits: Limits, device: str, data_dir: Path | None,
-                     files: Mapping[str, Path]) -> ModelWorker | None:
-    """A model worker for `exercise` (None if its checks build no student model: no model_recipes.py)."""
-    if exercise.recipes is None:
-        return None
+                     files: Mapping[str, Path]) -> ModelWorker:
+    """A model worker for `exercise`'s checks; it starts on their first model (or early, see
+    _grade, for an exercise that trains models: one with a model_recipes.py), never otherwise."""
     return ModelWorker(WorkerSettings(sandbox, limits, exercise.recipes, data_dir, dict(files),
                                       {**exercise.kernel_env, **device_env(device)}, tuple(device_files(device))))
 
@@ -75,7 +74,7 @@ def model_worker_for(exercise: Exercise, sandbox: str, limits: Limits, device: s
 def _grade(path: Path, nb, exercise: Exercise, sandbox: str, limits: Limits, public_only: bool,
            data_dir: Path | None, files: Mapping[str, Path], device: str, models: ModelWorker | None,
            started: float) -> SubmissionResult:
-    if models is not None:
+    if models is not None and exercise.recipes is not None:
         try:
             models.start()  # TensorFlow's import in the worker overlaps the notebook's run
         except Exception:   # noticed (and reported per check) at its first request

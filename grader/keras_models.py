@@ -165,6 +165,8 @@ def rebuild(config: KerasModelConfig) -> Any:
         with serialization_lib.SafeModeScope(True):
             return k.models.model_from_json(as_the_kernel_had_it(config.json))
     except Exception as exc:  # Keras raises many types for bad configs
+        if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
+            raise  # out of memory while building: said as such by the model worker
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         # Not "unsafe": the allowlist passed it; Keras cannot rebuild this description.
         raise UnsafeModel(f"the returned model could not be rebuilt by the grader (Keras: {first[:300]})") from None

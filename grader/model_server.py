@@ -53,8 +53,8 @@ def _shape(layer: Any, attribute: str) -> Any:
 
 def model_facts(model: Any, depth: int = 0) -> dict[str, Any]:
     """What the checks read about a model: its class, whether it is built, shapes, the course's
-    summary, parameter counts, and each layer (class, name, config, trainable, number of weights,
-    output shape, and for a nested model its own facts, one level down)."""
+    summary, parameter counts, and each layer (class, name, config, trainable, number and shapes of
+    its weights, output shape, and for a nested model its own facts, one level down)."""
     import numpy as np
     import tf_keras
 
@@ -73,7 +73,8 @@ def model_facts(model: Any, depth: int = 0) -> dict[str, Any]:
     for layer in model.layers:
         nested = isinstance(layer, tf_keras.Model)
         entry = {"name": layer.name, "class": type(layer).__name__, "trainable": bool(layer.trainable),
-                 "weights": len(layer.weights), "output_shape": _shape(layer, "output_shape"),
+                 "weights": len(layer.weights), "weight_shapes": [[int(n) for n in w.shape] for w in layer.weights],
+                 "output_shape": _shape(layer, "output_shape"),
                  "config": {} if nested else plain(layer.get_config())}
         if nested and depth < 1:
             entry["model"] = model_facts(layer, depth + 1)

@@ -354,6 +354,7 @@ class LayerFacts:
     config: dict[str, Any]
     output_shape: Any
     model: "ModelFacts | None" = None
+    weight_shapes: tuple[tuple[int, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -382,13 +383,16 @@ class ModelFacts:
         layers = []
         for entry in need(doc.get("layers"), list, "layer list"):
             need(entry, dict, "layer")
+            shapes = tuple(tuple(need(n, int, "weight shape") for n in need(shape, list, "weight shape"))
+                           for shape in need(entry.get("weight_shapes", []), list, "weight shapes"))
             layers.append(LayerFacts(need(entry.get("name"), str, "layer name"),
                                      need(entry.get("class"), str, "layer class"),
                                      need(entry.get("trainable"), bool, "trainable flag"),
                                      need(entry.get("weights"), int, "weight count"),
                                      need(entry.get("config"), dict, "layer config"),
                                      entry.get("output_shape"),
-                                     ModelFacts.parse(entry["model"]) if entry.get("model") is not None else None))
+                                     ModelFacts.parse(entry["model"]) if entry.get("model") is not None else None,
+                                     shapes))
         counts = doc.get("counts")
         if counts is not None:
             counts = {k: need(counts.get(k), int, "parameter count") for k in ("total", "trainable", "non-trainable")}

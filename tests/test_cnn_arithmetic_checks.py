@@ -7,6 +7,9 @@ vector shapes) pass.
 
 from __future__ import annotations
 
+import dataclasses
+import sys
+
 import pytest
 
 from grader.checks import Context, Failure
@@ -18,6 +21,12 @@ CHECKS = EXERCISE.checks.CHECKS
 CTX = Context(EXERCISE.tolerance, EXERCISE.max_examples, params=EXERCISE.params)
 L = ref.tf_keras.layers
 REFERENCE = {name: getattr(ref, name) for name in CHECKS}
+
+
+@pytest.fixture(autouse=True)
+def _models(model_worker, monkeypatch):
+    """CTX with a model worker, where the blocks' models are built."""
+    monkeypatch.setattr(sys.modules[__name__], "CTX", dataclasses.replace(CTX, models=model_worker("cnn_arithmetic")))
 
 
 def failures(student, item: str) -> dict[str, str]:

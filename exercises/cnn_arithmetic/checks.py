@@ -4,8 +4,9 @@ Shapes and parameter counts are compared with what Keras itself says for the lay
 the same sizes, here in the grader; multiplication counts (which Keras does not report) with
 reference/cnn_arithmetic.py, whose formulas tests/ check against torch's FLOP counter. The two
 block functions come back as Keras models (built in the kernel around an Input, see
-kernel_prelude.py) that are rebuilt and measured here: output shape, parameter counts, and what
-they compute once the reference's weights are copied in.
+kernel_prelude.py) whose descriptions the model worker builds (grader/model_worker.py): their
+output shape and parameter counts, and what they compute once the reference's weights are copied
+in, come back from it as plain data.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from grader.checks import (PROPERTY_SEED, Case, Check, Context, Failure, Student, agrees_with_reference, fixed,
                            run_property)
 from grader.keras_checks import call_text, model_property, parameter_counts, student_model
+from grader.model_worker import ModelFacts, RemoteModel
 from reference import cnn_arithmetic as ref
 
 BLOCK = "__convgrade_block_model__"   # the kernel-side adapter of kernel_prelude.py
@@ -145,8 +147,11 @@ def same_shape_and_counts(function: str, cases: st.SearchStrategy[Case] | tuple[
     """A check: the student's block, wrapped in a Model, has the reference's output shape and
     parameter counts (total, trainable, non-trainable) for every case; hypothesis shrinks a failure
     to the smallest input shape (a block that differs on the same input: checks.run_property)."""
-    def one(student: Student, case: Case) -> None:
-        got_shape, got_counts = _measured(student_model(student, function, case, BLOCK))
+    def one(student: Student, ctx: Context, case: Case) -> None:
+        facts = student_model(student, ctx, function, case, BLOCK).facts
+        if not facts.built or facts.counts is None or not isinstance(facts.output_shape, list):
+            raise Failure(f"on input {call_text(function, case)}: the block's model has no single output shape")
+        got_shape, got_counts = tuple(facts.output_shape), facts.counts
         want_shape, want_counts = _measured(reference_block(function, tuple(case.args[0]),
                                                             tuple(sorted(case.kwargs.items()))))
         where = f"on input {call_text(function, case)}"
@@ -160,7 +165,7 @@ def same_shape_and_counts(function: str, cases: st.SearchStrategy[Case] | tuple[
     def run(student: Student, ctx: Context) -> None:
         if isinstance(cases, tuple):
             for case in cases:
-                one(student, case)
+                one(student, ctx, case)
             return
         tried: list[Case] = []  # the input tried last
 
@@ -171,26 +176,28 @@ def same_shape_and_counts(function: str, cases: st.SearchStrategy[Case] | tuple[
         @given(cases)
         def holds(case: Case) -> None:
             tried[:] = [case]
-            one(student, case)
+            one(student, ctx, case)
 
         run_property(holds, function, lambda: f"  {call_text(function, tried[0])}")
     return run
 
 
-def copy_weights(source: Any, target: Any) -> str | None:
-    """Copy the weights of `source`'s layers into `target`'s layer by layer, pairing each weighted
-    layer with the next unused one of the same class and weight shapes (branches may be built in
-    any order); what did not pair, or None."""
+def paired_weights(source: Any, target: ModelFacts) -> tuple[list[np.ndarray], str | None]:
+    """The weights of `source`'s layers (a model built here) for `target`'s (the student's, as the
+    worker describes it), in the target's order: each weighted layer paired with the next unused
+    one of the same class and weight shapes (branches may be built in any order); and what did
+    not pair, or None."""
     unused = [layer for layer in source.layers if layer.weights]
+    weights: list[np.ndarray] = []
     for layer in (layer for layer in target.layers if layer.weights):
-        shapes = [tuple(w.shape) for w in layer.weights]
-        match = next((s for s in unused if type(s).__name__ == type(layer).__name__
+        shapes = [tuple(s) for s in layer.weight_shapes]
+        match = next((s for s in unused if type(s).__name__ == layer.class_name
                       and [tuple(w.shape) for w in s.weights] == shapes), None)
         if match is None:
-            return f"its layer {layer.name} ({type(layer).__name__}, weights {shapes}) has no counterpart"
+            return [], f"its layer {layer.name} ({layer.class_name}, weights {shapes}) has no counterpart"
         unused.remove(match)
-        layer.set_weights(match.get_weights())
-    return None
+        weights += match.get_weights()
+    return weights, None
 
 
 def with_fixed_weights(model: Any, seed_value: int = 0) -> Any:
@@ -212,16 +219,18 @@ def computes_like_the_block(function: str, case: Case, side: int, channels: int,
     reference computes (inference mode) on drawn inputs; catches wiring that counts cannot see."""
     state: dict[str, Any] = {}
 
-    def prop(model: Any, X: np.ndarray) -> str | None:
+    def prop(model: RemoteModel, X: np.ndarray) -> str | None:
         if "expected" not in state:  # built on first use: loading the checks builds no model
             state["expected"] = with_fixed_weights(ref.block_model(getattr(ref, function), tuple(case.args[0]),
                                                                    **case.kwargs))
         expected_model = state["expected"]
         if state.get("model") is not model:
-            state["model"], state["problem"] = model, copy_weights(expected_model, model)
+            state["model"] = model
+            state["weights"], state["problem"] = paired_weights(expected_model, model.facts)
         if state["problem"]:
             return f"the reference's weights cannot be copied in: {state['problem']}"
-        got, expected = np.asarray(model(X, training=False)), np.asarray(expected_model(X, training=False))
+        got = model.forward(state["weights"], X, training=False)
+        expected = np.asarray(expected_model(X, training=False))
         if got.shape != expected.shape:
             return f"output shape {got.shape}, expected {expected.shape}"
         if not np.allclose(got, expected, rtol=1e-4, atol=1e-4):
