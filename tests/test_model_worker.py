@@ -9,7 +9,6 @@ check must fail alone, saying why, with a folder of the grader's (the canary) un
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ import pytest
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 tf_keras = pytest.importorskip("tf_keras")
 
-from grader.checks import Case, Context, Failure  # noqa: E402
+from grader.checks import Context, Failure  # noqa: E402
 from grader.grading import grade_submission  # noqa: E402
 from grader.model_worker import ModelWorker, RemoteModel, WorkerFault, WorkerSettings  # noqa: E402
 from grader.spec import Limits, load_exercise  # noqa: E402
