@@ -262,7 +262,9 @@ def test_a_model_over_its_time_or_memory_fails_its_own_request_and_the_worker_go
             RemoteModel(worker, memory_hog(), "on input happyModel()", failure=Failure).facts
         small = RemoteModel(worker, tiny_functional().to_json(), "on input f()", failure=Failure)
         assert small.facts.counts["total"] == 10
-        assert worker.starts == 4   # one start, then one after each fault
+        # one start, one after each timeout, and one after the memory fault if it ended the worker
+        # (killed or crashed); TensorFlow may instead report it and the worker goes on
+        assert worker.starts in (3, 4)
 
 
 def test_seeded_outputs_do_not_depend_on_earlier_requests(model_worker):
