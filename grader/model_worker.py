@@ -198,9 +198,7 @@ class ModelWorker:
         assert self._argv is not None and self._log is not None
         argv, pass_fds, filter_fd = list(self._argv), (), None
         if self.settings.mode == "bwrap":
-            filter_fd, writer = os.pipe()
-            os.write(writer, seccomp.filter_bytes())
-            os.close(writer)
+            filter_fd = seccomp.filter_pipe()
             pass_fds = (filter_fd,)
             argv = [*argv, "--seccomp", str(filter_fd), *self._tail]
         group = cgroups.create(cgroups.unique_name("model"), self.limits.memory_mb * 1024 * 1024,

@@ -302,9 +302,7 @@ class Sandbox:
             km.kernel_spec.interrupt_mode = "message"
             # The seccomp program through a pipe of its own per start (bwrap reads it to the end;
             # the program is far smaller than a pipe's buffer).
-            self._filter_fd, writer = os.pipe()
-            os.write(writer, seccomp.filter_bytes())
-            os.close(writer)
+            self._filter_fd = seccomp.filter_pipe()
             extra["pass_fds"] = (self._filter_fd,)
             km.wrapper = [*self._head, *bind_args([("--bind", ipc)], set(self._made)),
                           "--seccomp", str(self._filter_fd), *self._tail]

@@ -145,6 +145,17 @@ def _build() -> seccomp.SyscallFilter:
 
 
 @functools.lru_cache(maxsize=1)
+def filter_pipe() -> int:
+    """The read end of a pipe holding the program, for `bwrap --seccomp FD` (bwrap reads it to
+    the end; the program is far smaller than a pipe's buffer). The caller closes it after the start."""
+    reader, writer = os.pipe()
+    try:
+        os.write(writer, filter_bytes())
+    finally:
+        os.close(writer)
+    return reader
+
+
 def filter_bytes() -> bytes:
     """The compiled classic-BPF program (the raw `struct sock_filter` array) bwrap expects."""
     with tempfile.TemporaryFile() as out:
