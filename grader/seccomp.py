@@ -144,7 +144,6 @@ def _build() -> seccomp.SyscallFilter:
     return f
 
 
-@functools.lru_cache(maxsize=1)
 def filter_pipe() -> int:
     """The read end of a pipe holding the program, for `bwrap --seccomp FD` (bwrap reads it to
     the end; the program is far smaller than a pipe's buffer). The caller closes it after the start."""
@@ -156,6 +155,7 @@ def filter_pipe() -> int:
     return reader
 
 
+@functools.lru_cache(maxsize=1)
 def filter_bytes() -> bytes:
     """The compiled classic-BPF program (the raw `struct sock_filter` array) bwrap expects."""
     with tempfile.TemporaryFile() as out:

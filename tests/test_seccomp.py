@@ -79,6 +79,24 @@ def test_filter_bytes_is_a_sock_filter_array(tmp_path: Path) -> None:
             os.close(w)
 
 
+def test_each_start_gets_a_pipe_of_its_own_holding_the_whole_program() -> None:
+    # A pipe shared between starts would be read empty by the second bwrap, and its fd closed
+    # twice by the grader: the second close lands on whatever reused the number (zmq's own).
+    first = seccomp.filter_pipe()
+    try:
+        second = seccomp.filter_pipe()
+        try:
+            assert first != second
+            data = seccomp.filter_bytes()
+            for fd in (first, second):
+                assert os.read(fd, len(data) + 1) == data
+                assert os.read(fd, 1) == b""  # the writer is closed: bwrap reads to the end
+        finally:
+            os.close(second)
+    finally:
+        os.close(first)
+
+
 def test_pfc_lists_every_denied_syscall() -> None:
     listing = seccomp.pfc()
     for name in (*seccomp.DENIED, *seccomp.ENOSYS_SYSCALLS, "clone", "ioctl", "personality"):
