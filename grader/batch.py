@@ -9,28 +9,25 @@ exactly once: finished ones are current in the gradebook and are skipped.
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing
 import os
 import re
 import stat
-import sys
-import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import grader
 
 from .gradebook import Gradebook, Provenance
 from .results import SubmissionResult
-from .spec import Exercise, Limits, load_exercise
-from .text import MAX_ID, clean_id, clean_result
-
-ROOT = Path(__file__).resolve().parent.parent
+from .settings import RunSettings, build_settings, load_run_exercise, on_this_machine, tree_digest
+from .spec import Exercise
+from .text import MAX_ID, clean_id, clean_result, path_id
 
 
 REFUSED = "refused"  # the content hash of a job that is never read
@@ -102,12 +99,13 @@ def unique_ids(ids: list[str]) -> list[str]:
 
 
 def student_id(relative: Path, regex: re.Pattern | None) -> str:
-    """The raw (uncleaned) id of a notebook at `relative` under its submissions folder."""
+    """The raw (uncleaned) id of a notebook at `relative` under its submissions folder: the
+    pattern's `student` group if it matches, else the one rule of text.path_id."""
     if regex is not None:
         match = regex.search(relative.as_posix())
         if match and match.groupdict().get("student"):
             return match["student"]
-    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
+    return path_id(relative)
 
 
 def file_hash(path: Path) -> str:
@@ -138,99 +136,46 @@ def shard(jobs: list[Job], k: int, n: int) -> list[Job]:
 
 
 # -- provenance -------------------------------------------------------------------------------------
-def _tree_hash(files: Iterable[Path]) -> str:
-    h = hashlib.sha256()
-    for f in sorted(files):
-        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
 @lru_cache(maxsize=1)
 def grader_version() -> str:
     """The package version plus a hash of the grader's source: any change regrades."""
-    return f"{grader.__version__}+{_tree_hash((ROOT / 'grader').rglob('*.py'))}"
-
-
-def spec_hash(exercise: Exercise) -> str:
-    """Hash of what defines the exercise's grading: its folder (not samples) and the
-    reference modules its checks use."""
-    files = [p for p in exercise.root.rglob("*") if p.is_file() and "samples" not in p.relative_to(exercise.root).parts
-             and "__pycache__" not in p.parts]
-    return _tree_hash(files + _reference_files(exercise))
-
-
-def content_digest(*paths: Path) -> str:
-    """A short hash of the regular files under `paths` by relative name and bytes (where they lie
-    does not count: a copy of the same data is the same data)."""
-    h = hashlib.sha256()
-    for root in paths:
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and p.name != ".complete")
-        for f in files:
-            h.update(str(f.relative_to(root) if f != root else f.name).encode() + b"\0" + f.read_bytes())
-        h.update(b"\1")
-    return h.hexdigest()[:16]
-
-
-def settings_hash(exercise: Exercise, sandbox: str, limits: Limits | None, data_dir: Path | None,
-                  files: Mapping[str, Path]) -> str:
-    """What a result was graded with, besides the notebook, the grader's version and the device:
-    the exercise's files and references (spec_hash), the sandbox, the limits, and the data and
-    data files by content. Any change means the stored result is not current."""
-    parts = {"spec": spec_hash(exercise), "sandbox": sandbox, "limits": (limits or exercise.limits).__dict__,
-             "data": content_digest(data_dir) if data_dir is not None else None,
-             "files": {name: content_digest(path) for name, path in sorted(files.items())}}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _reference_files(exercise: Exercise) -> list[Path]:
-    reference = ROOT / "reference"
-    files = set()
-    for value in vars(exercise.checks).values():
-        module = value if isinstance(value, types.ModuleType) else sys.modules.get(getattr(value, "__module__", ""))
-        path = Path(getattr(module, "__file__", None) or "/").resolve()
-        if reference in path.parents:
-            files.add(path)
-    return sorted(files)
+    package = Path(grader.__file__).resolve().parent
+    return f"{grader.__version__}+{tree_digest(package.parent, package.rglob('*.py'))}"
 
 
 # -- running ----------------------------------------------------------------------------------------
-def grade_one(exercise_name: str, path: str, student: str, sandbox: str, limits: Limits | None,
-              device: str = "cpu", data: str | None = None,
-              data_files: dict[str, str] | None = None) -> SubmissionResult:
-    """The unit of work a worker runs (top-level, picklable): grade one notebook.
+def grade_one(settings: RunSettings, path: str, student: str) -> SubmissionResult:
+    """The unit of work a worker runs (top-level, picklable): grade one notebook with the run's
+    settings (loaded once per process: the exercise, and the data where it lies on this machine).
 
     The model worker (students' Keras models are built there) is kept for every job of this
     process with the same settings: TensorFlow is imported in it once per grading process."""
     from .grading import grade_submission
 
-    files = tuple(sorted((data_files or {}).items()))
-    result = grade_submission(Path(path), _exercise(exercise_name), sandbox=sandbox, limits=limits, device=device,
-                              data=Path(data) if data else None, data_files={k: Path(v) for k, v in files},
-                              models=_model_worker(exercise_name, sandbox, limits, device, data, files))
+    exercise, here = _prepared(settings)
+    result = grade_submission(Path(path), exercise, here, models=_model_worker(settings))
     result.student = student
     return result
 
 
+@lru_cache(maxsize=8)
+def _prepared(settings: RunSettings) -> tuple[Exercise, RunSettings]:
+    exercise = load_run_exercise(settings)
+    return exercise, on_this_machine(settings, exercise)
+
+
 @lru_cache(maxsize=2)
-def _model_worker(exercise_name: str, sandbox: str, limits: Limits | None, device: str, data: str | None,
-                  files: tuple[tuple[str, str], ...]):
+def _model_worker(settings: RunSettings):
     """This process's model worker for these settings (started on its first model); closed when
     the process ends."""
     import multiprocessing.util
 
     from .grading import model_worker_for
 
-    exercise = _exercise(exercise_name)
-    data_dir, resolved = (exercise.data.resolve(Path(data) if data else None, {k: Path(v) for k, v in files})
-                          if exercise.data else (None, {}))
-    worker = model_worker_for(exercise, sandbox, limits or exercise.limits, device, data_dir, resolved)
+    exercise, here = _prepared(settings)
+    worker = model_worker_for(exercise, here)
     multiprocessing.util.Finalize(worker, worker.close, exitpriority=10)
     return worker
-
-
-@lru_cache(maxsize=8)
-def _exercise(name: str) -> Exercise:
-    return load_exercise(name)
 
 
 def local_executor(jobs: int) -> Executor:
@@ -238,10 +183,10 @@ def local_executor(jobs: int) -> Executor:
     return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
 
 
-def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, *, workers: int = 0, sandbox: str = "bwrap",
-              limits: Limits | None = None, force: bool = False, executor: Executor | None = None,
-              device: str = "cpu", data: Path | None = None, data_files: Mapping[str, Path] | None = None,
-              on_result: Callable[[Job, SubmissionResult, bool], None] | None = None) -> list[SubmissionResult]:
+def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, settings: RunSettings | None = None, *,
+              workers: int = 0, force: bool = False, executor: Executor | None = None,
+              on_result: Callable[[Job, SubmissionResult, bool], None] | None = None,
+              **options: Any) -> list[SubmissionResult]:
     """Grade `jobs` (skipping those already current in the gradebook unless `force`).
 
     Returns the results of all jobs, in job order (fresh and stored), one per job. Every
@@ -251,12 +196,19 @@ def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, *, work
     that cannot be recorded is replaced by an ungradable one saying why (kept in memory if even
     that fails). `on_result(job, result, fresh)` is called as each one is known (for progress
     bars); an exception it raises is ignored, the batch goes on.
+
+    settings: the run's (settings.build_settings, which the command line calls once); None: built
+    here from `options` (build_settings' keywords: sandbox, limits, device, data, data_files).
+    Their hash is each result's provenance (with the notebook's hash, the grader's version and
+    the device), and their canonical JSON is recorded with it.
     """
+    if settings is None:  # (stand-ins made here, once, not by workers racing each other)
+        settings = build_settings(exercise, **options)
+    elif options:
+        raise TypeError(f"run_batch: settings and {', '.join(options)} given; the settings hold them")
     jobs = _distinct(jobs)
-    # stand-ins made here, once, not by workers racing each other
-    data_dir, files = exercise.data.resolve(data, data_files) if exercise.data is not None else (None, {})
-    version, shash = grader_version(), settings_hash(exercise, sandbox, limits, data_dir, files)
-    provenance = {j.student: Provenance(j.content_hash, shash, version, device) for j in jobs}
+    version, shash, recorded = grader_version(), settings.hash, settings.canonical()
+    provenance = {j.student: Provenance(j.content_hash, shash, version, settings.device, recorded) for j in jobs}
     todo = [j for j in jobs if force or not gradebook.is_current(exercise.name, j.student, provenance[j.student])]
     by_student = {j.student: j for j in jobs}
     done = by_student.keys() - {j.student for j in todo}
@@ -300,9 +252,7 @@ def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, *, work
         retry: list[Job] = []
         try:
             futures: dict[Future, Job] = {
-                pool.submit(grade_one, exercise.name, str(j.path), j.student, sandbox, limits, device,
-                            str(data) if data else None, {k: str(v) for k, v in (data_files or {}).items()}): j
-                for j in batch}
+                pool.submit(grade_one, settings, str(j.path), j.student): j for j in batch}
             for future in as_completed(futures):
                 job = futures[future]
                 try:

@@ -12,17 +12,16 @@ import math
 import re
 import weakref
 from pathlib import Path
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import hypothesis.errors
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from .kernel import KernelFault
-from .probe import ProbeError, StudentException, Unsupported
+from .boundary import KernelFault, ProbeError, StudentException, Unsupported
 from .spec import Tolerance
 
 
@@ -49,15 +48,7 @@ class Case:
 
     def size(self) -> int:
         """How big the input is (array elements plus scalars), to pick the smallest example."""
-        def count(v: Any) -> int:
-            if isinstance(v, np.ndarray):
-                return int(v.size)
-            if isinstance(v, tuple | list):
-                return sum(count(x) for x in v)
-            if isinstance(v, dict):
-                return sum(count(x) for x in v.values())
-            return 1
-        return count(self.args) + count(tuple(self.kwargs.values()))
+        return input_size(self.args) + input_size(tuple(self.kwargs.values()))
 
     def describe(self) -> str:
         parts = [f"{name} = {show(value)}" for name, value in zip(self.names, self.args)]
@@ -77,12 +68,47 @@ class Context:
 
 @dataclass(frozen=True)
 class Check:
-    """One aspect of one graded item; run() raises Failure with feedback, or returns."""
+    """One aspect of one graded item; run() raises Failure with feedback, or returns.
+
+    requires: the checks that must pass before this one runs (its preconditions, e.g. the
+    architecture before training): aspects of the same item, or "item: aspect" for another item
+    graded before it. When one did not pass, this check is skipped ("not checked because ...").
+    """
 
     aspect: str
     run: Callable[[Student, Context], None]
     weight: float = 1.0
     public: bool = False   # run by the student self-check (`grade.py check`), too
+    requires: tuple[str, ...] = ()
+
+
+def check_name(item: str, aspect: str) -> str:
+    """A check's test name in results: "<item>: <aspect>" (e.g. "conv_forward: cache")."""
+    return f"{item}: {aspect}"
+
+
+def required_tests(item: str, check: Check) -> tuple[str, ...]:
+    """The test names of `check`'s preconditions (an aspect alone belongs to `item`)."""
+    return tuple(r if ": " in r else check_name(item, r) for r in check.requires)
+
+
+def requirement_problems(items: Sequence[str], checks: Mapping[str, Sequence[Check]]) -> list[str]:
+    """What is wrong with the preconditions declared in `checks` (an exercise's CHECKS), graded in
+    the order of `items`: each must name a check graded before the one that requires it, and a
+    public check (run by the self-check) may only require public checks."""
+    public: dict[str, bool] = {}  # test name -> public, for the checks graded so far
+    problems = []
+    for item in items:
+        for check in checks.get(item, ()):
+            name = check_name(item, check.aspect)
+            for required in required_tests(item, check):
+                if required not in public:
+                    problems.append(f"{name!r} requires {required!r}, which is not a check graded before it")
+                elif check.public and not public[required]:
+                    problems.append(f"{name!r} is public but requires {required!r}, which the self-check does "
+                                    "not run")
+            public[name] = check.public
+    return problems
 
 
 # -- showing values --------------------------------------------------------------------------
@@ -306,7 +332,8 @@ def _student_flaky(exc: BaseException) -> bool:
 
 
 def run_property(test: Callable[[], None], what: str, last_input: Callable[[], str]) -> None:
-    """Run a hypothesis test (a @given function whose examples raise Failure).
+    """Run a hypothesis test (a @given function whose examples raise Failure): the message
+    clean-up of check_property, which every property check goes through.
 
     A Failure comes out without hypothesis' chained context. If hypothesis finds the test
     flaky (an input failed, then passed when replayed), the Failure says that `what` is not
@@ -322,7 +349,98 @@ def run_property(test: Callable[[], None], what: str, last_input: Callable[[], s
         raise not_deterministic(what, last_input()) from None
 
 
+T = TypeVar("T")
+
+
+def input_size(value: Any) -> int:
+    """How big an input is (array elements plus scalars): the smallest failing one is reported."""
+    if isinstance(value, Case):
+        return value.size()
+    if isinstance(value, np.ndarray):
+        return int(value.size)
+    if isinstance(value, tuple | list):
+        return sum(input_size(v) for v in value)
+    if isinstance(value, dict):
+        return sum(input_size(v) for v in value.values())
+    return 1
+
+
+def property_settings(examples: int) -> settings:
+    """hypothesis' settings of every property check: `examples` inputs, no database, no deadline,
+    one bug reported, no health check (a slow student function must not fail a check)."""
+    return settings(max_examples=examples, database=None, deadline=None, print_blob=False,
+                    report_multiple_bugs=False, phases=(Phase.explicit, Phase.generate, Phase.shrink),
+                    suppress_health_check=list(HealthCheck))
+
+
+def draw_examples(strategy: st.SearchStrategy[T], examples: int) -> list[T]:
+    """The inputs check_property(strategy, ..., examples=examples) tries first, in order (same seed
+    and settings: up to its first failure it draws exactly these)."""
+    drawn: list[T] = []
+
+    @seed(PROPERTY_SEED)
+    @property_settings(examples)
+    @given(strategy)
+    def record(value: T) -> None:
+        drawn.append(value)
+
+    record()
+    return drawn
+
+
+def check_property(strategy: st.SearchStrategy[T], holds: Callable[[T], None], *, examples: int, what: str,
+                   show_input: Callable[[T], str], budget: int = SHRINK_CALL_BUDGET,
+                   report: Callable[[Failure, T], Failure] | None = None) -> None:
+    """The property check of every exercise: `holds(x)` (which raises Failure with the feedback)
+    on `examples` inputs x drawn from `strategy`, the same for every submission (PROPERTY_SEED).
+
+    A failure is shrunk by hypothesis to a minimal input and raised without hypothesis' context;
+    past `budget` calls, shrinking stops and the smallest failing input seen (input_size) is
+    reported. `report(failure, x)` gives the failure to raise for the input it failed on (default:
+    that failure). A function that fails on an input, then passes on it, fails as not
+    deterministic: `what` is named, and show_input(x) shows the input.
+    """
+    calls = [0]
+    tried: list[T] = []                       # the input tried last
+    last: list[tuple[Failure, T]] = []        # the failure raised last, with its input
+    smallest: list[tuple[int, Failure, T]] = []
+
+    @seed(PROPERTY_SEED)
+    @property_settings(examples)
+    @given(strategy)
+    def prop(value: T) -> None:
+        calls[0] += 1
+        tried[:] = [value]
+        try:
+            holds(value)
+        except Failure as exc:
+            last[:] = [(exc, value)]
+            if not smallest or input_size(value) < smallest[0][0]:
+                smallest[:] = [(input_size(value), exc, value)]
+            if calls[0] > budget:
+                raise _ShrinkBudgetSpent() from None
+            raise
+
+    final = report or (lambda failure, value: failure)
+    try:
+        run_property(prop, what, lambda: show_input(tried[0]))
+    except NotDeterministic:
+        raise
+    except Failure as exc:  # the last call's failure is the one hypothesis reports (its minimal example)
+        raise (final(*last[0]) if last else exc) from None
+    except _ShrinkBudgetSpent:
+        raise final(smallest[0][1], smallest[0][2]) from None
+
+
 _NO_ANSWER = object()  # in a failure record: the call raised, there is no answer to compare
+
+
+class _Disagreement(Failure):
+    """agrees_with_reference's failure on one input, with the student's answer (or _NO_ANSWER)."""
+
+    def __init__(self, message: str, answer: Any):
+        super().__init__(message)
+        self.answer = answer
 
 
 def _same_answer(a: Any, b: Any) -> bool:
@@ -377,13 +495,7 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
         return expected_memo[id(case)]
 
     def run(student: Student, ctx: Context) -> None:
-        calls, smallest = [0], []  # smallest: [(input size, (feedback, case, answer))] of the failures seen
-        tried: list[Case] = []     # the input tried last
-        failed: list[tuple[str, Case, Any]] = []  # the failure raised last: (feedback, case, answer)
-
         def one(case: Case) -> None:
-            calls[0] += 1
-            tried[:] = [case]
             got: Any = _NO_ANSWER
             try:
                 got = call_student(student, function, case, through)
@@ -392,13 +504,7 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
             except KernelFault as fault:
                 raise KernelFault(f"{fault.cause}, on input:\n{case.describe()}") from None
             except Failure as exc:
-                message = f"{function} on input:\n{case.describe()}\n{exc}"
-                failed[:] = [(message, case, got)]
-                if not smallest or case.size() < smallest[0][0]:
-                    smallest[:] = [(case.size(), failed[0])]
-                if calls[0] > SHRINK_CALL_BUDGET:
-                    raise _ShrinkBudgetSpent() from None
-                raise Failure(message) from None
+                raise _Disagreement(f"{function} on input:\n{case.describe()}\n{exc}", got) from None
 
         def confirmed(message: str, case: Case, got: Any) -> Failure:
             """The failure to report: `message`, unless the student's function, asked `case` once
@@ -442,41 +548,18 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
                 one(case)
             return
 
-        hypothesis_settings = settings(max_examples=examples or ctx.max_examples, database=None, deadline=None,
-                                       print_blob=False, report_multiple_bugs=False,
-                                       phases=(Phase.explicit, Phase.generate, Phase.shrink),
-                                       suppress_health_check=list(HealthCheck))
-        drawn: list[Case] = []
-
-        # The same seed makes hypothesis draw the same examples in both runs (up to the first
-        # failure), so the batch below tests exactly what the call-by-call run would.
-        @seed(PROPERTY_SEED)
-        @hypothesis_settings
-        @given(cases)
-        def record(case: Case) -> None:
-            drawn.append(case)
-
-        @seed(PROPERTY_SEED)
-        @hypothesis_settings
-        @given(cases)
-        def prop(case: Case) -> None:
-            one(case)
-
+        # check_property draws the same examples (same seed and settings, up to the first failure),
+        # so the batch below tests exactly what the call-by-call run would.
         count = examples or ctx.max_examples
         if count not in drawn_memo:
-            record()
-            drawn_memo[count] = drawn
+            drawn_memo[count] = draw_examples(cases, count)
         batch_failure = first_disagreement(drawn_memo[count])
         if batch_failure is None:
             return
-        try:  # call by call: hypothesis finds the failure again and shrinks it
-            run_property(prop, function, lambda: tried[0].describe())
-        except NotDeterministic:
-            raise
-        except Failure as exc:  # the last call's failure is the one hypothesis reports
-            raise (confirmed(*failed[0]) if failed else exc) from None
-        except _ShrinkBudgetSpent:
-            raise confirmed(*smallest[0][1]) from None
+        # call by call: hypothesis finds the failure again and shrinks it
+        check_property(cases, one, examples=count, what=function, show_input=lambda case: case.describe(),
+                       report=lambda failure, case: confirmed(str(failure), case,
+                                                              getattr(failure, "answer", _NO_ANSWER)))
         if batch_failure:  # not reproduced call by call (a stateful function?): report it as found
             raise confirmed(*batch_failure)
 

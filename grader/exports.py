@@ -12,7 +12,8 @@ Gradescope format: "Autograder Specifications", section "Output format" and "Tes
 (gradescope/autograder_samples docs/specs.md, published at
 https://gradescope-autograders.readthedocs.io/en/latest/specs/): top-level `score` overrides the
 tests' total, `execution_time` is in seconds, test `status` "passed"/"failed" sets the test's
-appearance, `visibility` / `stdout_visibility` take hidden|after_due_date|after_published|visible.
+appearance (it knows no other: a check that could not be run, or was skipped, is "failed" there,
+its output saying which), `visibility` / `stdout_visibility` take hidden|after_due_date|after_published|visible.
 `output_format` / `test_output_format` / `test_name_format` "text" (its "Output String
 Formatting"): outputs hold student-controlled text, which Gradescope would otherwise render as HTML.
 """
@@ -29,7 +30,7 @@ from typing import Any
 
 from .results import SubmissionResult, TestResult
 from .spec import Exercise
-from .text import file_name
+from .text import file_name, format_score, student_of
 
 FIXED_COLUMNS = ("student", "submission", "status", "score", "max_score", "error")
 UNGRADABLE_TEST = "notebook"  # the one test an ungradable submission gets in Gradescope and JUnit
@@ -54,25 +55,10 @@ class ExportError(ValueError):
 
 # ---------------------------------------------------------------------------------------- shared
 
-def student_id(result: SubmissionResult) -> str:
-    """Who submitted: the recorded student, else the notebook's file name without suffix."""
-    return result.student or Path(result.submission).stem
-
-
 def output_name(result: SubmissionResult) -> str:
-    """The file or folder stem of a submission in every export: text.file_name of its id."""
-    return file_name(student_id(result))
-
-
-def _num(x: float) -> str:
-    """A score as text that parses back to the same float (2.0 -> "2", 3.33 -> "3.33")."""
-    x = float(x)
-    return str(int(x)) if x.is_integer() else repr(x)
-
-
-def _item_scores(result: SubmissionResult) -> dict[str, float]:
-    """Score per item, rounded so float noise from summing shares (9.999999...) never shows."""
-    return {item: round(score, 6) for item, (score, _max) in result.item_scores().items()}
+    """The file or folder stem of a submission in every export: text.file_name of its id
+    (text.student_of)."""
+    return file_name(student_of(result))
 
 
 def _test_names(results: list[SubmissionResult]) -> list[str]:
@@ -90,14 +76,14 @@ def csv_rows(exercise: Exercise, results: list[SubmissionResult]) -> tuple[list[
     rows = []
     for r in results:
         graded = r.status == "graded"
-        row = {"student": student_id(r), "submission": r.submission, "status": r.status,
-               "score": _num(r.score), "max_score": _num(r.max_score), "error": r.error or ""}
-        scores = _item_scores(r)
+        row = {"student": student_of(r), "submission": r.submission, "status": r.status,
+               "score": format_score(r.score), "max_score": format_score(r.max_score), "error": r.error or ""}
+        scores = {item: score for item, (score, _max) in r.item_scores().items()}
         for item in items:  # a graded submission without tests for an item earned 0 on it (as report.py)
-            row[item] = _num(scores.get(item, 0.0)) if graded else ""
+            row[item] = format_score(scores.get(item, 0.0)) if graded else ""
         by_name = {t.name: t.score for t in r.tests}
         for name in tests:
-            row[name] = _num(by_name[name]) if name in by_name else ""
+            row[name] = format_score(by_name[name]) if name in by_name else ""
         rows.append(row)
     return header, rows
 
@@ -140,7 +126,9 @@ def unique_name(name: str, taken: set[str]) -> str:
 
 
 def _gradescope_test(t: TestResult) -> dict[str, Any]:
-    return {"name": t.name, "score": t.score, "max_score": t.max_score, "status": t.status,
+    # Gradescope's status is passed or failed; the output of an error or skip says which it was.
+    return {"name": t.name, "score": t.score, "max_score": t.max_score,
+            "status": "passed" if t.status == "passed" else "failed",
             "output": t.output, "output_format": "text", "visibility": "visible"}
 
 
@@ -149,12 +137,14 @@ def _gradescope_summary(exercise: Exercise, r: SubmissionResult) -> str:
     if r.status != "graded":
         return r.error or "This notebook could not be graded."
     passed = sum(t.status == "passed" for t in r.tests)
-    lines = [f"{exercise.title}: {_num(r.score)}/{_num(r.max_score)} points, "
-             f"{passed} of {len(r.tests)} tests passed."]
+    others = [f"{count} {what}" for status, what in (("error", "could not be run"), ("skipped", "not checked"))
+              if (count := sum(t.status == status for t in r.tests))]
+    lines = [f"{exercise.title}: {format_score(r.score)}/{format_score(r.max_score)} points, "
+             f"{passed} of {len(r.tests)} tests passed" + (f" ({', '.join(others)})." if others else ".")]
     scores = r.item_scores()
     for item in exercise.items:
         s, m = scores.get(item.name, (0.0, item.points))
-        lines.append(f"{item.name}: {_num(round(s, 6))}/{_num(round(m, 6))}")
+        lines.append(f"{item.name}: {format_score(s)}/{format_score(m)}")
     return "\n".join(lines)
 
 
@@ -196,7 +186,7 @@ def write_gradescope(folder: Path, exercise: Exercise, results: list[SubmissionR
             target.parent.mkdir(exist_ok=True)
             target.write_text(text + "\n", encoding="utf-8", errors="replace")
         except Exception as exc:  # noqa: BLE001 (one submission's export never stops the others)
-            failures.append(f"{student_id(r)!r}: {exc}")
+            failures.append(f"{student_of(r)!r}: {exc}")
             continue
         paths.append(target)
     if failures:
@@ -221,17 +211,20 @@ def _testcase(suite: ET.Element, classname: str, name: str) -> ET.Element:
 
 
 def _testsuite(exercise: Exercise, r: SubmissionResult) -> ET.Element:
-    student = xml_text(student_id(r))
+    student = xml_text(student_of(r))
     suite = ET.Element("testsuite", name=student)
     classname = f"{exercise.name}.{student}"
-    failures = errors = 0
+    failures = errors = skipped = 0
     if r.status == "graded":
         for t in r.tests:
             case = _testcase(suite, classname, t.name)
-            if t.status != "passed":
+            if t.status != "passed":  # JUnit's own kinds: <failure>, <error> (could not run), <skipped>
                 output = xml_text(t.output)
-                ET.SubElement(case, "failure", message=_first_line(output) or "failed").text = output
-                failures += 1
+                kind = t.status if t.status in ("error", "skipped") else "failure"
+                ET.SubElement(case, kind, message=_first_line(output) or t.status).text = output
+                failures += kind == "failure"
+                errors += kind == "error"
+                skipped += kind == "skipped"
     else:
         error = xml_text(r.error or "This notebook could not be graded.")
         ET.SubElement(_testcase(suite, classname, UNGRADABLE_TEST), "error",
@@ -240,6 +233,7 @@ def _testsuite(exercise: Exercise, r: SubmissionResult) -> ET.Element:
     suite.set("tests", str(len(suite)))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
+    suite.set("skipped", str(skipped))
     suite.set("time", f"{r.duration_s:.3f}")
     return suite
 
@@ -248,7 +242,7 @@ def junit_tree(exercise: Exercise, results: list[SubmissionResult]) -> ET.Elemen
     """<testsuites> with one <testsuite> per submission and totals summed over them."""
     root = ET.Element("testsuites", name=exercise.name)
     suites = [_testsuite(exercise, r) for r in results]
-    for key in ("tests", "failures", "errors"):
+    for key in ("tests", "failures", "errors", "skipped"):
         root.set(key, str(sum(int(s.get(key)) for s in suites)))
     root.set("time", f"{sum(r.duration_s for r in results):.3f}")
     root.extend(suites)
@@ -256,7 +250,8 @@ def junit_tree(exercise: Exercise, results: list[SubmissionResult]) -> ET.Elemen
 
 
 def write_junit(path: Path, exercise: Exercise, results: list[SubmissionResult]) -> None:
-    """JUnit XML for CI dashboards: a failed test is <failure>, an ungradable notebook <error>."""
+    """JUnit XML for CI dashboards: a failed test is <failure>, a check that could not run <error>,
+    a skipped one <skipped>, an ungradable notebook one <error>."""
     tree = junit_tree(exercise, results)
     ET.indent(tree)
     tree.write(path, encoding="utf-8", xml_declaration=True)

@@ -17,7 +17,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from .results import GRADER_FAULT, SubmissionResult, TestResult
+from .results import GRADER_FAULT, TEST_STATUSES, SubmissionResult, TestResult
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     graded_at REAL NOT NULL,
     timings TEXT NOT NULL DEFAULT '{}',
     environment TEXT NOT NULL DEFAULT '{}',
+    settings TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (exercise, student)
 );
 CREATE TABLE IF NOT EXISTS tests (
@@ -48,6 +49,7 @@ CREATE TABLE IF NOT EXISTS tests (
     max_score REAL NOT NULL,
     status TEXT NOT NULL,
     output TEXT NOT NULL,
+    item TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (exercise, student, name),
     FOREIGN KEY (exercise, student) REFERENCES submissions (exercise, student) ON DELETE CASCADE
 );
@@ -55,17 +57,26 @@ CREATE TABLE IF NOT EXISTS tests (
 
 SUBMISSION_COLUMNS = ("exercise", "student", "submission", "content_hash", "spec_hash", "grader_version", "device",
                       "status", "score", "max_score", "error", "duration_s", "notebook_errors", "graded_at", "timings",
-                      "environment")
+                      "environment", "settings")
+
+# A tests row; item '' (a gradebook written before it was recorded): TestResult takes it from the name.
+TEST_COLUMNS = ("exercise", "student", "position", "name", "score", "max_score", "status", "output", "item")
 
 
 @dataclass(frozen=True)
 class Provenance:
-    """What a stored result was computed from; unchanged provenance means no regrade."""
+    """What a stored result was computed from; unchanged provenance means no regrade.
+
+    spec_hash: the hash of the run's settings (settings.RunSettings.hash: the exercise's files and
+    references, sandbox, limits, device, tolerances, data by content); settings: their canonical
+    JSON, recorded with the result (not compared: the hash stands for it).
+    """
 
     content_hash: str
     spec_hash: str
     grader_version: str
     device: str = "cpu"
+    settings: str = "{}"
 
 
 class Gradebook:
@@ -78,9 +89,11 @@ class Gradebook:
         self._db.execute("PRAGMA busy_timeout=60000")
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(submissions)")}
-        for added in ("timings", "environment"):  # gradebooks written before these were recorded
+        for added in ("timings", "environment", "settings"):  # gradebooks written before these were recorded
             if added not in columns:
                 self._db.execute(f"ALTER TABLE submissions ADD COLUMN {added} TEXT NOT NULL DEFAULT '{{}}'")
+        if "item" not in {row[1] for row in self._db.execute("PRAGMA table_info(tests)")}:
+            self._db.execute("ALTER TABLE tests ADD COLUMN item TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self._db.close()
@@ -105,8 +118,8 @@ class Gradebook:
         row = (exercise, result.student, result.submission, provenance.content_hash, provenance.spec_hash,
                provenance.grader_version, provenance.device, result.status, result.score, result.max_score,
                result.error, result.duration_s, json.dumps(result.notebook_errors), time.time(),
-               json.dumps(result.timings), json.dumps(result.environment))
-        tests = [(exercise, result.student, i, t.name, t.score, t.max_score, t.status, t.output)
+               json.dumps(result.timings), json.dumps(result.environment), provenance.settings)
+        tests = [(exercise, result.student, i, t.name, t.score, t.max_score, t.status, t.output, t.item)
                  for i, t in enumerate(result.tests)]
         self._transaction([row], tests)
 
@@ -118,7 +131,8 @@ class Gradebook:
                 cur.execute("DELETE FROM tests WHERE exercise=? AND student=?", row[:2])
                 cur.execute(f"INSERT OR REPLACE INTO submissions ({','.join(SUBMISSION_COLUMNS)}) "
                             f"VALUES ({','.join('?' * len(row))})", row)
-            cur.executemany("INSERT INTO tests VALUES (?,?,?,?,?,?,?,?)", tests)
+            cur.executemany(f"INSERT INTO tests ({','.join(TEST_COLUMNS)}) "
+                            f"VALUES ({','.join('?' * len(TEST_COLUMNS))})", tests)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -133,7 +147,7 @@ class Gradebook:
         by_student = {}
         for student, submission, status, score, max_score, error, duration, nb_errors, timings, env in rows:
             tests = [TestResult(*t) for t in self._db.execute(
-                "SELECT name, score, max_score, status, output FROM tests WHERE exercise=? AND student=? "
+                "SELECT name, score, max_score, status, output, item FROM tests WHERE exercise=? AND student=? "
                 "ORDER BY position", (exercise, student))]
             by_student[student] = SubmissionResult(submission, status, score, max_score, error, tests, duration,
                                                    json.loads(nb_errors), student, json.loads(timings),
@@ -152,7 +166,8 @@ class Gradebook:
         count = 0
         with closing(Gradebook(other)._db) as src:  # (brings an older file's schema up to date)
             for row in src.execute(f"SELECT {','.join(SUBMISSION_COLUMNS)} FROM submissions"):
-                tests = src.execute("SELECT * FROM tests WHERE exercise=? AND student=?", row[:2]).fetchall()
+                tests = src.execute(f"SELECT {','.join(TEST_COLUMNS)} FROM tests WHERE exercise=? AND student=?",
+                                    row[:2]).fetchall()
                 if not (_valid_submission(row) and all(_valid_test(t) for t in tests)):
                     self.refused.append((str(row[0]), str(row[1])))
                     continue
@@ -173,7 +188,7 @@ def _valid_submission(row: tuple) -> bool:
     """A submissions row of SUBMISSION_COLUMNS whose fields are of their column's kind."""
     f = dict(zip(SUBMISSION_COLUMNS, row))
     texts = ("exercise", "student", "submission", "content_hash", "spec_hash", "grader_version", "device",
-             "notebook_errors", "timings", "environment")
+             "notebook_errors", "timings", "environment", "settings")
     return (all(isinstance(f[k], str) for k in texts) and isinstance(f["error"], str | None)
             and f["status"] in ("graded", "ungradable")
             and all(_number(f[k]) for k in ("score", "max_score", "duration_s", "graded_at"))
@@ -181,7 +196,7 @@ def _valid_submission(row: tuple) -> bool:
 
 
 def _valid_test(row: tuple) -> bool:
-    """A tests row (exercise, student, position, name, score, max_score, status, output)."""
-    _, _, position, name, score, max_score, status, output = row
-    return (isinstance(position, int) and isinstance(name, str) and isinstance(output, str)
-            and _number(score) and _number(max_score) and status in ("passed", "failed"))
+    """A tests row of TEST_COLUMNS whose fields are of their column's kind."""
+    _, _, position, name, score, max_score, status, output, item = row
+    return (isinstance(position, int) and isinstance(name, str) and isinstance(output, str) and isinstance(item, str)
+            and _number(score) and _number(max_score) and status in TEST_STATUSES)

@@ -11,38 +11,41 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import nbformat
 
 from . import notebook
-from .checks import Check, Context, Failure, GraderFault
-from .kernel import KernelFault, KernelSession, NotebookRun
+from .checks import Check, Context, Failure, GraderFault, check_name, required_tests
+from .boundary import KernelFault, ProbeError
+from .kernel import KernelSession
 from .model_worker import ModelWorker, WorkerSettings
-from .probe import ProbeError
+from .notebook_runner import NotebookRun
 from .device import device_files, environment
 from .device import kernel_env as device_env
 from .results import GRADER_FAULT, SubmissionResult, TestResult
 from .sandbox import KERNEL_HOME, SUBMISSION_NAME, Sandbox
 from .scratch import make_scratch
-from .spec import Exercise, Item, Limits
+from .settings import RunSettings, build_settings
+from .spec import Exercise, Item
 
 
-def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
-                     limits: Limits | None = None, public_only: bool = False,
-                     data: Path | None = None, data_files: Mapping[str, Path] | None = None,
-                     device: str = "cpu", models: ModelWorker | None = None) -> SubmissionResult:
+def grade_submission(path: Path, exercise: Exercise, settings: RunSettings | None = None, *,
+                     models: ModelWorker | None = None, **options: Any) -> SubmissionResult:
     """Grade one notebook; never raises for anything the submission does.
 
-    public_only: run only the checks marked public (the student self-check).
-    data, data_files: the exercise's data folder and named data files (default: the spec's stand-ins).
-    device: "cpu" or "gpu" (resolved already, see device.resolve).
+    settings: the run's (settings.build_settings: sandbox, limits, device, tolerances, data and
+    data files, public_only), passed whole; None: built here for this one notebook from `options`
+    (build_settings' keywords; the defaults: bwrap, the spec's limits, cpu, the stand-ins).
     models: the model worker to build the student's models in (model_worker_for; one serves many
     submissions); None: one is started for this submission if the exercise needs it, and closed.
     """
-    os.environ.update(device_env(device))  # this process builds reference models (before TF is imported)
+    if settings is None:
+        settings = build_settings(exercise, **options)
+    elif options:
+        raise TypeError(f"grade_submission: settings and {', '.join(options)} given; the settings hold them")
+    os.environ.update(device_env(settings.device))  # this process builds reference models (before TF is imported)
     started = time.monotonic()
-    limits = limits or exercise.limits
     try:
         nb = notebook.load(path)
     except notebook.Ungradable as exc:
@@ -52,28 +55,28 @@ def grade_submission(path: Path, exercise: Exercise, *, sandbox: str = "bwrap",
         return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
                                 error=f"a different version of the assignment: {other}; this exercise grades "
                                       f"{exercise.graded_versions or 'another version'}")
-    data_dir, files = exercise.data.resolve(data, data_files) if exercise.data else (None, {})
     own_worker = models is None
     if own_worker:
-        models = model_worker_for(exercise, sandbox, limits, device, data_dir, files)
+        models = model_worker_for(exercise, settings)
     try:
-        return _grade(path, nb, exercise, sandbox, limits, public_only, data_dir, files, device, models, started)
+        return _grade(path, nb, exercise, settings, models, started)
     finally:
         if own_worker and models is not None:
             models.close()
 
 
-def model_worker_for(exercise: Exercise, sandbox: str, limits: Limits, device: str, data_dir: Path | None,
-                     files: Mapping[str, Path]) -> ModelWorker:
+def model_worker_for(exercise: Exercise, settings: RunSettings) -> ModelWorker:
     """A model worker for `exercise`'s checks; it starts on their first model (or early, see
     _grade, for an exercise that trains models: one with a model_recipes.py), never otherwise."""
-    return ModelWorker(WorkerSettings(sandbox, limits, exercise.recipes, data_dir, dict(files),
-                                      {**exercise.kernel_env, **device_env(device)}, tuple(device_files(device))))
+    return ModelWorker(WorkerSettings(settings.sandbox, settings.limits, exercise.recipes, settings.data,
+                                      settings.files(), {**exercise.kernel_env, **device_env(settings.device)},
+                                      tuple(device_files(settings.device))))
 
 
-def _grade(path: Path, nb, exercise: Exercise, sandbox: str, limits: Limits, public_only: bool,
-           data_dir: Path | None, files: Mapping[str, Path], device: str, models: ModelWorker | None,
+def _grade(path: Path, nb, exercise: Exercise, settings: RunSettings, models: ModelWorker | None,
            started: float) -> SubmissionResult:
+    sandbox, limits, device, public_only = settings.sandbox, settings.limits, settings.device, settings.public_only
+    data_dir, files = settings.data, settings.files()
     if models is not None and exercise.recipes is not None:
         try:
             models.start()  # TensorFlow's import in the worker overlaps the notebook's run
@@ -96,10 +99,10 @@ def _grade(path: Path, nb, exercise: Exercise, sandbox: str, limits: Limits, pub
                 run = kernel.run_notebook()
                 timings["notebook"] = _lap(clock)
                 clock = time.monotonic()
-                ctx = Context(exercise.tolerance_for(device), exercise.max_examples, data_dir, exercise.params, files,
-                              models)
-                tests = [t for item in exercise.items
-                         for t in _grade_item(item, exercise, kernel, run, nb, ctx, public_only, timings)]
+                ctx = Context(settings.tolerance, settings.max_examples, data_dir, exercise.params, files, models)
+                tests: list[TestResult] = []
+                for item in exercise.items:  # a check may require one of an earlier item (Check.requires)
+                    tests += _grade_item(item, exercise, kernel, run, nb, ctx, public_only, timings, earlier=tests)
                 timings["checks"] = _lap(clock)
         except KernelFault as fault:  # the kernel could not be kept alive at all
             return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
@@ -159,49 +162,89 @@ def _prepare(scratch: Path, exercise: Exercise, nb: nbformat.NotebookNode, data_
 
 
 def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: NotebookRun, nb, ctx: Context,
-                public_only: bool = False, timings: dict[str, float] | None = None) -> list[TestResult]:
-    """The item's tests; each check's seconds go into `timings` as "test: <name>"."""
+                public_only: bool = False, timings: dict[str, float] | None = None,
+                earlier: Sequence[TestResult] = ()) -> list[TestResult]:
+    """The item's tests, each with one of four outcomes (0 points unless passed):
+
+    passed; failed: the student's code is wrong (a Failure, or a fault of the kernel it caused; the
+    feedback says how), and every check of an item whose function is missing fails so; error: the
+    check itself could not run (an unexpected exception in the check or the grader; the other
+    checks still run); skipped: a precondition it declares (Check.requires) did not pass.
+    A GraderFault is raised: the whole submission is not graded.
+
+    `earlier`: the tests of the items graded before, whose outcomes a check may require. Each
+    check's seconds go into `timings` as "test: <name>".
+    """
     checks: list[Check] = [c for c in exercise.checks.CHECKS[item.name] if c.public or not public_only]
     shares = _shares(item.points, [c.weight for c in checks])
     missing = _missing(item, kernel, run, nb)
+    outcomes = {t.name: t.status for t in earlier}
     tests = []
     fault: str | None = None  # a check of this item hung or killed the kernel: don't call it again
     for check, max_score in zip(checks, shares):
-        name = f"{item.name}: {check.aspect}"
+        name = check_name(item.name, check.aspect)
         if missing or fault:
-            tests.append(TestResult(name, 0.0, max_score, "failed", missing or f"not run: {fault}"))
-            continue
-        clock = time.monotonic()
-        try:
-            check.run(kernel, ctx)
-        except Failure as exc:
-            tests.append(TestResult(name, 0.0, max_score, "failed", str(exc)))
-        except KernelFault as exc:
-            fault = f"{item.name}: {exc.cause}"
-            tests.append(TestResult(name, 0.0, max_score, "failed", fault))
-        except GraderFault:
-            raise  # the whole submission is not graded (grade_submission records why)
-        except Exception as exc:  # anything else (a grader bug, an odd answer): this check fails, alone
-            try:
-                cause = " ".join(str(exc).split())
-            except Exception:  # an exception that cannot even say what it is
-                cause = ""
-            cause = f"{type(exc).__name__}: {cause[:500]}{'...' if len(cause) > 500 else ''}" if cause \
-                else type(exc).__name__
-            tests.append(TestResult(name, 0.0, max_score, "failed", f"this check could not be completed: {cause}"))
+            status, output = "failed", missing or f"not run: {fault}"
+        elif (unmet := _unmet(required_tests(item.name, check), outcomes)) is not None:
+            status, output = unmet
         else:
-            tests.append(TestResult(name, max_score, max_score, "passed", ""))
-        finally:
-            if timings is not None:
-                timings[f"test: {name}"] = _lap(clock)
+            clock = time.monotonic()
+            try:
+                check.run(kernel, ctx)
+                status, output = "passed", ""
+            except Failure as exc:
+                status, output = "failed", str(exc)
+            except KernelFault as exc:
+                fault = f"{item.name}: {exc.cause}"
+                status, output = "failed", fault
+            except GraderFault:
+                raise  # the whole submission is not graded (grade_submission records why)
+            except Exception as exc:  # a grader bug, an answer it did not expect: this check alone
+                status, output = "error", f"this check could not be run: {_cause(exc)}"
+            finally:
+                if timings is not None:
+                    timings[f"test: {name}"] = _lap(clock)
+        tests.append(TestResult(name, max_score if status == "passed" else 0.0, max_score, status, output,
+                                item=item.name))
+        outcomes[name] = status
     return tests
 
 
-def _shares(points: float, weights: list[float]) -> list[float]:
-    """Split an item's points by weight, rounded to 0.01, summing exactly to the points."""
+def _unmet(required: Sequence[str], outcomes: Mapping[str, str]) -> tuple[str, str] | None:
+    """(outcome, message) of a check whose preconditions (test names) did not all pass, else None."""
+    for name in required:
+        status = outcomes.get(name)
+        if status is None:  # not graded before it (load_exercise refuses such a spec)
+            return "error", f"this check could not be run: its precondition {name} was not checked before it"
+        if status != "passed":
+            why = {"failed": "failed", "error": "could not be run", "skipped": "was not checked"}.get(status, status)
+            return "skipped", f"not checked because {name} {why}"
+    return None
+
+
+def _cause(exc: BaseException) -> str:
+    """An exception as one bounded line: "KeyError: 'x'" (its type alone if it cannot say more)."""
+    try:
+        cause = " ".join(str(exc).split())
+    except Exception:  # an exception that cannot even say what it is
+        cause = ""
+    return f"{type(exc).__name__}: {cause[:500]}{'...' if len(cause) > 500 else ''}" if cause \
+        else type(exc).__name__
+
+
+def _shares(points: float, weights: Sequence[float]) -> list[float]:
+    """Split an item's points by weight into whole hundredths that add up to the points exactly,
+    each within 0.01 of its exact proportion (largest remainders: every share gets the hundredths
+    its weight earns whole, the ones left over go to the largest fractions, earlier checks first
+    on a tie), never negative. The weights' total must be positive (load_exercise checks)."""
     total = sum(weights)
-    shares = [round(points * w / total, 2) for w in weights[:-1]]
-    return [*shares, round(points - sum(shares), 2)]
+    hundredths = round(points * 100)
+    exact = [hundredths * w / total for w in weights]
+    whole = [int(x) for x in exact]  # floor: the weights are not negative
+    left = hundredths - sum(whole)
+    for i in sorted(range(len(exact)), key=lambda i: (whole[i] - exact[i], i))[:max(0, left)]:
+        whole[i] += 1
+    return [h / 100 for h in whole]
 
 
 def _missing(item: Item, kernel: KernelSession, run: NotebookRun, nb) -> str | None:

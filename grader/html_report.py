@@ -20,9 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from .exports import ExportError, output_name, student_id, unique_name
-from .results import SubmissionResult, TestResult
+from .exports import ExportError, output_name, unique_name
+from .results import SubmissionResult
 from .spec import Exercise
+from .text import format_score, student_of
 
 Format = Literal["md", "html"]
 
@@ -32,25 +33,16 @@ _SLOWEST = 10
 ERROR_LABEL = "Why (this may quote your notebook):"
 OUTPUT_LABEL = "What the check found (values from your code are quoted as they came back):"
 NOTEBOOK_LABEL = "Your notebook raised or printed:"
+# The feedback's sections of tests that did not pass, by status: (status, heading, label).
+TEST_SECTIONS = (("failed", "Failed tests", OUTPUT_LABEL),
+                 ("error", "Checks that could not be run",
+                  "The check itself could not run (0 points; the other checks ran). Why (this may quote your code):"),
+                 ("skipped", "Checks not run", "Not checked (0 points), because a check it needs did not pass:"))
 
 
 # -- small shared helpers ----------------------------------------------------------------------
-def _fmt(x: float) -> str:
-    """Points as people write them: 10, 6.67 (a check's share of an item is often a third)."""
-    return f"{round(x, 2):g}"
-
-
 def _pct(part: float, whole: float) -> str:
     return f"{100.0 * part / whole:.0f}%" if whole else "-"
-
-
-def student_name(result: SubmissionResult) -> str:
-    """Who the feedback is for: the student field, else the submission's file stem."""
-    return student_id(result) or "submission"
-
-
-def failed_tests(result: SubmissionResult) -> list[TestResult]:
-    return [t for t in result.tests if t.status == "failed"]
 
 
 def item_rows(exercise: Exercise, result: SubmissionResult) -> list[tuple[str, float, float]]:
@@ -84,27 +76,29 @@ def md_code_block(text: str, info: str = "text") -> str:
 
 def feedback_markdown(exercise: Exercise, result: SubmissionResult) -> str:
     """Per-student feedback as Markdown (for LMS comments, GitHub Classroom, plain reading)."""
-    out = [f"# {md_text(exercise.title)}: feedback for {md_text(student_name(result))}", ""]
+    out = [f"# {md_text(exercise.title)}: feedback for {md_text(student_of(result))}", ""]
     out += [f"Submission: {md_text(Path(result.submission).name)}  ",
-            f"**Score: {_fmt(result.score)}/{_fmt(result.max_score)}**", ""]
+            f"**Score: {format_score(result.score)}/{format_score(result.max_score)}**", ""]
     if result.status != "graded":
         out += ["## Not graded", "", "The submission could not be graded.", "", ERROR_LABEL, "",
                 md_code_block(result.error or "unknown reason"), ""]
     else:
         out += ["| item | score |", "|---|---:|"]
-        out += [f"| {md_text(name)} | {_fmt(s)}/{_fmt(m)} |" for name, s, m in item_rows(exercise, result)]
+        out += [f"| {md_text(name)} | {format_score(s)}/{format_score(m)} |"
+                for name, s, m in item_rows(exercise, result)]
         out.append("")
-    failures = failed_tests(result)
-    if failures:
-        out += ["## Failed tests", ""]
-        for t in failures:
-            out += [f"### {md_text(t.name)} ({_fmt(t.score)}/{_fmt(t.max_score)})", "", OUTPUT_LABEL, "",
-                    md_code_block(t.output or "(no output)"), ""]
+    for status, heading, label in TEST_SECTIONS:
+        shown = [t for t in result.tests if t.status == status]
+        if shown:
+            out += [f"## {heading}", ""]
+            for t in shown:
+                out += [f"### {md_text(t.name)} ({format_score(t.score)}/{format_score(t.max_score)})", "", label, "",
+                        md_code_block(t.output or "(no output)"), ""]
     if result.notebook_errors:
         out += ["## Notebook problems", "", NOTEBOOK_LABEL, ""]
         for e in result.notebook_errors:
             out += [md_code_block(e), ""]
-    if result.status == "graded" and not failures:
+    if result.status == "graded" and all(t.status == "passed" for t in result.tests):
         out += ["All tests passed.", ""]
     return "\n".join(out).rstrip("\n") + "\n"
 
@@ -158,29 +152,30 @@ def _row_class(score: float, max_score: float) -> str:
 
 def feedback_html(exercise: Exercise, result: SubmissionResult) -> str:
     """Per-student feedback as a standalone HTML page."""
-    who = student_name(result)
+    who = student_of(result)
     body = [f"<h1>{esc(exercise.title)}: feedback for {esc(who)}</h1>",
             f'<p class="sub">Submission: {esc(Path(result.submission).name)}</p>',
-            f'<p class="score">Score: {esc(_fmt(result.score))}/{esc(_fmt(result.max_score))}</p>']
+            f'<p class="score">Score: {esc(format_score(result.score))}/{esc(format_score(result.max_score))}</p>']
     if result.status != "graded":
         body += ["<h2>Not graded</h2>", "<p>The submission could not be graded.</p>",
                  f"<p>{esc(ERROR_LABEL)}</p>", _pre(result.error or "unknown reason")]
     else:
         body += ['<table class="items">', '<tr><th>item</th><th class="num">score</th></tr>']
         body += [f'<tr class="{_row_class(s, m)}"><td>{esc(name)}</td>'
-                 f'<td class="num">{esc(_fmt(s))}/{esc(_fmt(m))}</td></tr>'
+                 f'<td class="num">{esc(format_score(s))}/{esc(format_score(m))}</td></tr>'
                  for name, s, m in item_rows(exercise, result)]
         body.append("</table>")
-    failures = failed_tests(result)
-    if failures:
-        body.append("<h2>Failed tests</h2>")
-        for t in failures:
-            body += [f"<h3>{esc(t.name)} ({esc(_fmt(t.score))}/{esc(_fmt(t.max_score))})</h3>",
-                     f"<p>{esc(OUTPUT_LABEL)}</p>", _pre(t.output or "(no output)")]
+    for status, heading, label in TEST_SECTIONS:
+        shown = [t for t in result.tests if t.status == status]
+        if shown:
+            body.append(f"<h2>{esc(heading)}</h2>")
+            for t in shown:
+                body += [f"<h3>{esc(t.name)} ({esc(format_score(t.score))}/{esc(format_score(t.max_score))})</h3>",
+                         f"<p>{esc(label)}</p>", _pre(t.output or "(no output)")]
     if result.notebook_errors:
         body += ["<h2>Notebook problems</h2>", f"<p>{esc(NOTEBOOK_LABEL)}</p>"]
         body += [_pre(e) for e in result.notebook_errors]
-    if result.status == "graded" and not failures:
+    if result.status == "graded" and all(t.status == "passed" for t in result.tests):
         body.append("<p>All tests passed.</p>")
     return _page(f"{exercise.title}: feedback for {who}", body)
 
@@ -209,7 +204,7 @@ def write_feedback(folder: Path, exercise: Exercise, results: Sequence[Submissio
                 raise ValueError(f"feedback file {name!r} would leave {root}")
             path.write_text(render(exercise, r), encoding="utf-8", errors="replace")
         except Exception as exc:  # noqa: BLE001 (one submission's file never stops the others)
-            failures.append(f"{student_name(r)!r}: {exc}")
+            failures.append(f"{student_of(r)!r}: {exc}")
             continue
         paths.append(path)
     if failures:
@@ -290,7 +285,7 @@ def score_histogram_png(scores: Sequence[float], max_score: float) -> str:
     bins = [top * i / 10 for i in range(11)]
     ax.hist(list(scores), bins=bins, color="#2f81f7", edgecolor="white")
     ax.set_xlim(0, top)
-    ax.set_xlabel(f"score (out of {_fmt(top)})")
+    ax.set_xlabel(f"score (out of {format_score(top)})")
     ax.set_ylabel("submissions")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Score distribution (graded submissions)")
@@ -325,7 +320,7 @@ def _card(value: str, key: str) -> str:
 
 
 def _stat(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}".rstrip("0").rstrip(".")
+    return "-" if x is None else format_score(x)
 
 
 def _rate_bar(rate: float) -> str:
@@ -334,24 +329,26 @@ def _rate_bar(rate: float) -> str:
 
 
 def class_report(exercise: Exercise, results: Sequence[SubmissionResult],
-                 generated: datetime | None = None) -> str:
-    """The instructor's overview of one batch, as one self-contained HTML page."""
+                 generated: datetime | None = None, settings: str | None = None) -> str:
+    """The instructor's overview of one batch, as one self-contained HTML page; `settings`: the
+    line saying what it was graded with (settings.RunSettings.describe), under the title."""
     when = (generated or datetime.now()).strftime("%Y-%m-%d %H:%M")
     stats = class_stats(exercise, results)
     rates = check_pass_rates(exercise, results)
     scores = [r.score for r in results if r.status == "graded"]
     hist_alt = (f"Histogram of the scores of {stats.graded} graded submissions out of "
-                f"{_fmt(stats.max_score)}; mean {_stat(stats.mean)}, median {_stat(stats.median)}")
+                f"{format_score(stats.max_score)}; mean {_stat(stats.mean)}, median {_stat(stats.median)}")
     rate_alt = "Bar chart of the pass rate per check: " + "; ".join(
         f"{r.name} {_pct(r.passed, r.total)}" for r in rates)
     title = f"{exercise.title}: class report"
     body = [f"<h1>{esc(title)}</h1>",
             f'<p class="sub">Exercise {esc(exercise.name)}, generated {esc(when)}</p>',
+            *([f'<p class="sub" id="settings">{esc(settings)}</p>'] if settings else []),
             '<div class="cards">',
             _card(str(stats.submissions), "submissions"), _card(str(stats.graded), "graded"),
             _card(str(stats.ungradable), "ungradable"),
-            _card(f"{_stat(stats.mean)}/{_fmt(stats.max_score)}", "mean score (graded)"),
-            _card(f"{_stat(stats.median)}/{_fmt(stats.max_score)}", "median score (graded)"),
+            _card(f"{_stat(stats.mean)}/{format_score(stats.max_score)}", "mean score (graded)"),
+            _card(f"{_stat(stats.median)}/{format_score(stats.max_score)}", "median score (graded)"),
             "</div>",
             '<div class="charts">',
             f'<figure><img id="score-histogram" src="{score_histogram_png(scores, stats.max_score)}" '
@@ -372,15 +369,16 @@ def class_report(exercise: Exercise, results: Sequence[SubmissionResult],
     body += [f"<h2>Slowest submissions (top {_SLOWEST})</h2>", '<table id="slowest">',
              '<tr><th>student</th><th>submission</th><th>status</th>'
              '<th class="num">score</th><th class="num">duration</th></tr>']
-    body += [f"<tr><td>{esc(student_name(r))}</td><td>{esc(Path(r.submission).name)}</td>"
-             f'<td>{esc(r.status)}</td><td class="num">{esc(_fmt(r.score))}/{esc(_fmt(r.max_score))}</td>'
+    body += [f"<tr><td>{esc(student_of(r))}</td><td>{esc(Path(r.submission).name)}</td>"
+             f'<td>{esc(r.status)}</td>'
+             f'<td class="num">{esc(format_score(r.score))}/{esc(format_score(r.max_score))}</td>'
              f'<td class="num">{r.duration_s:.1f} s</td></tr>' for r in slowest(results)]
     body.append("</table>")
     ungradable = [r for r in results if r.status != "graded"]
     body.append(f"<h2>Ungradable submissions ({len(ungradable)})</h2>")
     if ungradable:
         body += ['<table id="ungradable">', "<tr><th>student</th><th>submission</th><th>error</th></tr>"]
-        body += [f"<tr><td>{esc(student_name(r))}</td><td>{esc(Path(r.submission).name)}</td>"
+        body += [f"<tr><td>{esc(student_of(r))}</td><td>{esc(Path(r.submission).name)}</td>"
                  f"<td>{_pre(r.error or 'unknown reason')}</td></tr>" for r in ungradable]
         body.append("</table>")
     else:
@@ -389,8 +387,8 @@ def class_report(exercise: Exercise, results: Sequence[SubmissionResult],
 
 
 def write_class_report(path: Path, exercise: Exercise, results: Sequence[SubmissionResult],
-                       generated: datetime | None = None) -> Path:
+                       generated: datetime | None = None, settings: str | None = None) -> Path:
     """Write class_report() to `path` (parents created); returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(class_report(exercise, results, generated), encoding="utf-8", errors="replace")
+    path.write_text(class_report(exercise, results, generated, settings), encoding="utf-8", errors="replace")
     return path

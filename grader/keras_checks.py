@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import keras_summary
-from .checks import (PROPERTY_SEED, Case, Context, Failure, GraderFault, Student, call_student, describe_type,
-                     remembered, run_property, show)
-from .keras_models import UnsafeModel, check_description, keras
+from .checks import (Case, Context, Failure, GraderFault, Student, call_student, check_property, describe_type,
+                     remembered, show)
+from .boundary import KerasModelConfig, UnsafeModel, check_description
+from .keras_models import keras
 from .model_training import TrainingBudget
 from .model_worker import RemoteModel
-from .probe import KerasModelConfig
 
 if TYPE_CHECKING:
     from hypothesis import strategies as st
@@ -151,28 +151,19 @@ def model_property(function: str, case: Case, inputs: "st.SearchStrategy[np.ndar
 
     `prop(model, X)` says what is wrong on X, or None; it asks the worker for the model's
     outputs (RemoteModel.outputs). A failure is shrunk to the smallest X, which is shown with the
-    problem. A model that computes differently on the same X (checks.run_property) fails with
-    that X.
+    problem. A model that computes differently on the same X fails with that X (checks.check_property).
     """
-    from hypothesis import HealthCheck, Phase, given, seed, settings
-
     def run(student: Student, ctx: Context) -> None:
         model = student_model(student, ctx, function, case, through)
-        tried: list[np.ndarray] = []  # the X tried last
 
-        @seed(PROPERTY_SEED)
-        @settings(max_examples=examples or ctx.max_examples, database=None, deadline=None, print_blob=False,
-                  report_multiple_bugs=False, phases=(Phase.explicit, Phase.generate, Phase.shrink),
-                  suppress_health_check=list(HealthCheck))
-        @given(inputs)
         def holds(X: np.ndarray) -> None:
-            tried[:] = [X]
             problem = prop(model, X)
             if problem:
                 raise Failure(f"the model of {call_text(function, case)}, on input X of shape {X.shape}:\n"
                               f"  X = {show(X)}\n{problem}")
 
-        run_property(holds, f"the model of {call_text(function, case)}", lambda: f"  X = {show(tried[0])}")
+        check_property(inputs, holds, examples=examples or ctx.max_examples,
+                       what=f"the model of {call_text(function, case)}", show_input=lambda X: f"  X = {show(X)}")
     return run
 
 
@@ -188,24 +179,18 @@ def reference_scores(ctx: Context, cache: Path, key_parts: Sequence[str], refere
 
 
 def trains_like_reference(function: str, reference: Callable[[], Any], case: Case, budget_param: str,
-                          recipe: str, cache: Path, metric: str = "test_accuracy",
-                          precondition: Callable[[Student, Context], None] | None = None
+                          recipe: str, cache: Path, metric: str = "test_accuracy"
                           ) -> Callable[[Student, Context], None]:
     """The grader trains the student's model (in the model worker, with the exercise's `recipe`)
     and compares with the reference's score under the same budget (the reference's is computed
     once and cached). The budget is the spec's [params.<budget_param>] (a TrainingBudget's
-    fields). With a `precondition` (e.g. the architecture check), a model that fails it is not
-    trained."""
+    fields). A model that must first pass other checks (e.g. its architecture) declares them on
+    its Check (`requires=`): it is not trained otherwise."""
     def run(student: Student, ctx: Context) -> None:
         params = dict(ctx.params[budget_param])
         budget = TrainingBudget(**params)
         if ctx.data is None:
             raise Failure("no training data was given to the grader")
-        if precondition is not None:
-            try:
-                precondition(student, ctx)
-            except Failure as exc:
-                raise Failure(f"not trained, the model must first pass its other checks: {exc}") from None
         model = student_model(student, ctx, function, case)
         expected = reference_scores(ctx, cache, [budget.key(), data_digest(ctx.data), "batch-statistics accuracy"],
                                     reference(), recipe, params, budget.seed)[metric]

@@ -1,151 +1,28 @@
-"""One submission's kernel: start it, run the notebook, answer calls, survive faults.
+"""One submission's kernel: the notebook runner and the call bridge, composed.
 
-Cells run through nbclient (per-cell timeout that interrupts, errors recorded and
-execution continued). After the notebook, graded functions are called through the
-probe runtime (see probe.py). A kernel that dies or will not stop is restarted and
-the cells that ran cleanly are replayed, so one fatal call costs only that call.
+notebook_runner.py starts the sandboxed kernel, runs the notebook's cells (nbclient, deadlines,
+output caps) and restarts and replays; call_bridge.py carries the graded calls to it; boundary.py
+encodes, checks and decodes everything that crosses. Checks see a KernelSession only as a
+`Student` (call, call_many) and never import this module.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import re
-import signal
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from queue import Empty
 from typing import Any
 
 import nbformat
-import zmq
-from jupyter_core.utils import run_sync
-from nbclient import NotebookClient
-from nbclient.exceptions import DeadKernelError
 
-from . import probe
+from .call_bridge import CallBridge, runtime_source
 from .kernel_side import source as kernel_side_source
+from .notebook_runner import NotebookRun, NotebookRunner
 from .sandbox import Sandbox
-from .scratch import remove_tree
 from .spec import Limits
 
-TIMEOUT_ENAME = "CellTimeoutError"
-MAX_CELL_OUTPUT_BYTES = 256 * 1024
-# Jupyter messages: the largest one the grader accepts (a larger one drops its connection) and
-# how many may wait unread on a socket: what the kernel can make the grader hold at once.
-MAX_MESSAGE_BYTES = 8 << 20
-MAX_QUEUED_MESSAGES = 32
-# Before a call, iopub messages left from earlier work are dropped: at most this many, for at
-# most this long (a kernel that floods iopub cannot keep the grader draining).
-DRAIN_MESSAGES = 2 * MAX_QUEUED_MESSAGES
-DRAIN_SECONDS = 0.25
 
-
-class KernelFault(BaseException):
-    """The kernel timed out or died. BaseException: hypothesis must not shrink on it."""
-
-    def __init__(self, cause: str):
-        super().__init__(cause)
-        self.cause = cause
-
-
-@dataclass
-class CellRun:
-    index: int
-    error: str | None = None          # "NameError: ..." when the cell raised
-    fatal: str | None = None          # the kernel died or hung in this cell
-
-
-@dataclass
-class NotebookRun:
-    cells: list[CellRun] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)   # not run: the notebook's time was up
-    notes: list[str] = field(default_factory=list)     # e.g. the session's output limit was reached
-
-    def errors(self) -> list[CellRun]:
-        return [c for c in self.cells if c.error or c.fatal]
-
-
-# Run first, once the grader is connected: the sandbox starts Python with PYTHONSAFEPATH (nothing
-# in the student's folder may run before the grader connects); the notebook then gets the path
-# Jupyter gives it (its folder first, for the course's helper modules), and its subprocesses the
-# usual one.
-NOTEBOOK_PATH = ("import os as _os, sys as _sys\n_os.environ.pop('PYTHONSAFEPATH', None)\n"
-                 "if '' not in _sys.path:\n    _sys.path.insert(0, '')\ndel _os, _sys")
-
-
-def message_size(content: Any, buffers: list | None = None) -> int:
-    """About how many bytes a Jupyter message's content costs the grader to hold.
-
-    Strings and buffers by their length, and every other node at least what a Python object
-    of it costs (an empty list is 56 bytes): a message of millions of `[]` is not free.
-    """
-    total, stack = sum(len(b) for b in buffers or ()), [content]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, str | bytes | bytearray | memoryview):
-            total += len(node) + 16
-        elif isinstance(node, dict):
-            total += 64
-            stack += node.keys()
-            stack += node.values()
-        elif isinstance(node, list | tuple):
-            total += 56
-            stack += node
-        else:
-            total += 16
-    return total
-
-
-class OutputBudget:
-    """What the kernel may send over iopub in a whole session (all cells, restarts, replays)."""
-
-    def __init__(self, limit_bytes: int):
-        self.left = limit_bytes
-
-    def take(self, size: int) -> bool:
-        """Spend `size` bytes; False once the budget is gone (the message is then dropped)."""
-        self.left -= size
-        return self.left >= 0
-
-    @property
-    def spent(self) -> bool:
-        return self.left < 0
-
-
-class _CappedClient(NotebookClient):
-    """nbclient with caps on what the kernel's messages may make it hold.
-
-    Per cell: the outputs stored for one cell. Per session (`budget`): every iopub message
-    but status (streams, display data and updates, comm messages, results) is counted, and
-    once the budget is spent, dropped unprocessed. Widget state is not kept at all.
-    """
-
-    budget: OutputBudget
-
-    def process_message(self, msg, cell, cell_index):  # type: ignore[override]
-        if msg.get("msg_type") != "status":
-            if not self.budget.take(message_size(msg.get("content"), msg.get("buffers"))):
-                return None
-        return super().process_message(msg, cell, cell_index)
-
-    def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
-        size = message_size(list(outs)) + message_size(msg.get("content"))  # with the new output
-        if size > MAX_CELL_OUTPUT_BYTES:
-            if not outs or outs[-1].get("name") != "convgrade":
-                outs.append(nbformat.v4.new_output("stream", name="convgrade", text="[output truncated]\n"))
-            return None
-        return super().output(outs, msg, display_id, cell_index)
-
-
-def _bound_messages(context: Any) -> None:
-    """Defaults for every socket the context makes from now on (set before connecting)."""
-    context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-    context.setsockopt(zmq.RCVHWM, MAX_QUEUED_MESSAGES)
+def prelude_sources(prelude: tuple[str, ...]) -> tuple[str, ...]:
+    """Kernel-side code run before the notebook: the probe runtime, then the exercise's prelude
+    (names of grader/kernel_side modules, or source texts of the exercise's own)."""
+    return (runtime_source(), *(kernel_side_source(p) if p.isidentifier() else p for p in prelude))
 
 
 class KernelSession:
@@ -153,312 +30,37 @@ class KernelSession:
 
     Time: the notebook phase has `notebook_timeout`, the calls after it `grading_timeout`
     (from the first call); a restart and its replay count against the deadline of the phase
-    they happen in, so no kernel can buy time by dying.
+    they happen in, so no kernel can buy time by dying (see NotebookRunner).
     """
 
     def __init__(self, nb: nbformat.NotebookNode, sandbox: Sandbox, limits: Limits,
                  prelude: tuple[str, ...] = (), skip_cells: tuple[str, ...] = ()):
-        self.nb = nb
-        self.sandbox = sandbox
-        self.limits = limits
-        # Kernel-side code run before the notebook: the probe runtime, then the exercise's
-        # prelude (names of grader/kernel_side modules, or source texts of the exercise's own).
-        self.prelude = (NOTEBOOK_PATH, kernel_side_source("probe_runtime"),
-                        *(kernel_side_source(p) if p.isidentifier() else p for p in prelude))
-        self.skip = [re.compile(pattern) for pattern in skip_cells]
-        self.restarts = 0
-        self.output = OutputBudget(int(limits.output_mb * 1024 * 1024))
-        self._clean_cells: list[int] = []
-        self._client: NotebookClient | None = None
-        self._km = None
-        self._kc = None
-        self._last_error: str | None = None
-        self._gone: str | None = None      # why the kernel is beyond restarting
-        self._deadline: float | None = None  # of the current phase (notebook, then calls)
-        self._calls_deadline: float | None = None  # set when the first call is made
+        self.runner = NotebookRunner(nb, sandbox, limits, prelude_sources(prelude), skip_cells)
+        self.bridge = CallBridge(self.runner, sandbox, limits)
 
-    # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "KernelSession":
-        self._start()
+        self.runner.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop()
+        self.runner.stop()
 
-    def _left(self, cap: float) -> float:
-        """Seconds an operation may take: `cap`, or less if the phase's deadline is nearer."""
-        return cap if self._deadline is None else min(cap, self._deadline - time.monotonic())
+    @property
+    def restarts(self) -> int:
+        return self.runner.restarts
 
-    def _start(self) -> None:
-        km, start_kwargs = self.sandbox.kernel_manager()
-        self._km = km
-        _bound_messages(km.context)
-        run_sync(km.start_kernel)(**start_kwargs)
-        self.sandbox.watch(km.provisioner.process.pid)
-        startup = self._left(60)
-        until = time.monotonic() + startup
-        while not self.sandbox.sockets_ready(km):  # connect only to what this start's kernel bound
-            if time.monotonic() > until or not run_sync(km.is_alive)():
-                raise RuntimeError("the kernel did not start")
-            time.sleep(0.02)
-        self.sandbox.seal(km)
-        client = _CappedClient(self.nb, km=km, allow_errors=True, interrupt_on_timeout=True,
-                               error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "", "traceback": []},
-                               timeout=int(self.limits.cell_timeout), startup_timeout=60,
-                               iopub_timeout=5, record_timing=False, store_widget_state=False)
-        client.budget = self.output
-        client.on_cell_error = self._on_cell_error
-        client.kc = km.client()
-        _bound_messages(client.kc.context)
-        client.kc.start_channels()
-        run_sync(client.kc.wait_for_ready)(timeout=max(1.0, self._left(60)))
-        self._kc = client.kc
-        self._client = client
-        for code in self.prelude:
-            self._run_hidden(code)
-
-    def _stop(self) -> None:
-        if self._kc is not None:
-            self._kc.stop_channels()
-            self._kc.context.destroy(linger=0)
-        if self._km is not None:
-            try:
-                run_sync(self._km.shutdown_kernel)(now=True)
-            except Exception:
-                pass
-        self.sandbox.release()
-        self._client = self._km = self._kc = None
-
-    def _restart(self, cause: str) -> None:
-        """Replace a dead or stuck kernel and replay the cells that ran cleanly.
-
-        After max_restarts, when the phase's time is up, or if the replay itself kills the
-        kernel, the session is gone: every later call fails at once with the reason (never a
-        crash, never a pass).
-        """
-        self._stop()
-        self.restarts += 1
-        if self.sandbox.disk_exceeded:  # its files are still there: a new kernel would not help
-            self._gone = cause
-            raise KernelFault(self._gone)
-        if self.restarts > self.limits.max_restarts:
-            self._gone = f"{cause}; the kernel was restarted {self.limits.max_restarts} times, giving up"
-            raise KernelFault(self._gone)
-        index = None
-        try:
-            if self._left(1.0) < 1.0:
-                raise TimeoutError("no time was left to restart it")
-            self._start()
-            for index in self._clean_cells:
-                left = self._left(self.limits.cell_timeout)
-                if left < 1:
-                    raise TimeoutError(f"the time limit was reached while replaying cell {index}")
-                self._client.timeout = int(left)
-                self._last_error = None
-                self._client.execute_cell(self.nb.cells[index], index)
-                if self._last_error == TIMEOUT_ENAME:
-                    raise TimeoutError(f"replaying cell {index} ran out of time")
-        except DeadKernelError:
-            self._stop()
-            self._gone = f"{cause}; the kernel died again while replaying cell {index}"
-            raise KernelFault(self._gone) from None
-        except (RuntimeError, TimeoutError) as exc:
-            self._stop()
-            self._gone = f"{cause}; the kernel could not be restarted ({exc})"
-            raise KernelFault(self._gone) from None
-
-    def _run_hidden(self, code: str) -> None:
-        reply = self._execute(code, timeout=60)
-        if reply is None or reply["content"]["status"] != "ok":
-            c = reply["content"] if reply else {"ename": "Timeout", "evalue": ""}
-            raise RuntimeError(f"grader prelude failed in the kernel: {c.get('ename')}: {c.get('evalue')}")
-
-    def _execute(self, code: str, timeout: float) -> dict | None:
-        """Run grader code silently; the shell reply, or None if none came in time."""
-        return run_sync(self._async_execute)(code, timeout)
-
-    async def _async_execute(self, code: str, timeout: float) -> dict | None:
-        await self._async_drain_iopub()
-        msg_id = self._kc.execute(code, silent=True, store_history=False, allow_stdin=False, stop_on_error=False)
-        return await self._async_reply(msg_id, timeout)
-
-    async def _async_reply(self, msg_id: str, timeout: float) -> dict | None:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                msg = await self._kc.get_shell_msg(timeout=min(0.5, left))
-            except Empty:
-                if not await self._km.is_alive():
-                    return None
-                continue
-            if msg["parent_header"].get("msg_id") == msg_id:
-                return msg
-        return None
-
-    async def _async_drain_iopub(self) -> None:
-        until = time.monotonic() + DRAIN_SECONDS
-        try:
-            for _ in range(DRAIN_MESSAGES):
-                if time.monotonic() > until:
-                    break
-                await self._kc.get_iopub_msg(timeout=0)
-        except Empty:
-            pass
-
-    # -- the notebook ---------------------------------------------------------------------
     def run_notebook(self) -> NotebookRun:
         """Run every code cell in order, within the per-cell and per-notebook time limits."""
-        run = NotebookRun()
-        deadline = self._deadline = time.monotonic() + self.limits.notebook_timeout
-        for index, cell in enumerate(self.nb.cells):
-            if cell.cell_type != "code" or not cell.source.strip():
-                continue
-            if any(p.search(cell.source) for p in self.skip):  # e.g. the student's own training
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining < 1:
-                run.skipped.append(index)
-                continue
-            self._client.timeout = max(1, int(min(self.limits.cell_timeout, remaining)))
-            record = CellRun(index)
-            self._last_error = None
-            try:
-                self._client.execute_cell(cell, index)
-            except Exception as exc:  # died, or (e.g. a patched json module) garbled its messages
-                record.fatal = (f"the kernel died while running this cell ({self._death_cause()})"
-                                if isinstance(exc, DeadKernelError) else
-                                f"the kernel stopped speaking the Jupyter protocol ({type(exc).__name__}: {exc})")
-                run.cells.append(record)
-                self._restart(record.fatal)
-                continue
-            record.error = self._last_error
-            if record.error == TIMEOUT_ENAME:
-                record.fatal = f"the cell ran longer than {self._client.timeout}s and was interrupted"
-                record.error = None
-                if not self._responsive():
-                    self._restart(record.fatal)
-            else:
-                # Replayed after a restart; a cell that raised may still have defined functions
-                # before its error. Cells that killed the kernel or timed out are not replayed.
-                self._clean_cells.append(index)
-            run.cells.append(record)
-        if self.output.spent:
-            run.notes.append(f"the notebook's output passed the output limit ({self.limits.output_mb:g} MB for the "
-                             "whole session): the rest was dropped")
-        return run
+        return self.runner.run_notebook()
 
-    def _on_cell_error(self, cell: Any, cell_index: int, execute_reply: dict) -> None:
-        content = execute_reply.get("content", {})
-        ename, evalue = str(content.get("ename", "Error")), str(content.get("evalue", ""))
-        self._last_error = ename if ename == TIMEOUT_ENAME else f"{ename}: {evalue}"[:500]
-
-    def _responsive(self, timeout: float = 5.0) -> bool:
-        reply = self._execute("", timeout)
-        return reply is not None and reply["content"]["status"] == "ok"
-
-    def _death_cause(self) -> str:
-        proc = getattr(getattr(self._km, "provisioner", None), "process", None)
-        code = proc.poll() if proc is not None else None
-        if self.sandbox.disk_exceeded:
-            return f"killed: the submission's files passed the disk limit ({self.limits.disk_mb} MB)"
-        if code is None:
-            return "cause unknown"
-        if self.sandbox.memory_killed():
-            return (f"killed: the sandbox's processes together passed the memory limit "
-                    f"({self.limits.memory_mb} MB)")
-        if code < 0:
-            return self._describe_signal(-code)
-        if code > 128 and code - 128 in signal.Signals._value2member_map_:  # bwrap reports 128 + signal
-            return self._describe_signal(code - 128)
-        return f"it exited with status {code}"
-
-    @staticmethod
-    def _describe_signal(number: int) -> str:
-        hints = {signal.SIGKILL: " (out of memory, or killed)", signal.SIGSEGV: " (a crash in native code)",
-                 signal.SIGXCPU: " (the CPU time limit)", signal.SIGXFSZ: " (the file size limit)"}
-        return f"killed by {signal.Signals(number).name}{hints.get(number, '')}"
-
-    # -- calls -------------------------------------------------------------------------------
     def call(self, function: str, args: tuple = (), kwargs: dict | None = None) -> Any:
-        """Call the student's `function` in the kernel; return plain data or a StudentException.
-
-        Raises probe.ProbeError for a protocol violation, KernelFault if the call hung or
-        killed the kernel (after which the kernel has been restarted for the next call).
-        """
-        with self._call_folder(lambda staged: probe.write_call(staged, function, args, kwargs or {})) as (path, folder):
-            self._execute_call(path, f"{function}()")
-            return probe.read_result(folder, int(self.limits.max_result_mb * 1024 * 1024))
+        """See CallBridge.call: plain data or a StudentException; ProbeError, KernelFault."""
+        return self.bridge.call(function, args, kwargs)
 
     def call_many(self, function: str, calls: list[tuple[tuple, dict]]) -> list[Any]:
-        """Many calls of `function` in one round trip (see call()).
-
-        The whole batch gets one call's time limit: callers fall back to call() on a fault,
-        which then finds the input at fault (and a slow but correct function still passes).
-        """
-        with self._call_folder(lambda staged: probe.write_batch(staged, function, calls)) as (path, folder):
-            self._execute_call(path, f"{function}() on {len(calls)} inputs")
-            return probe.read_batch(folder, len(calls), int(self.limits.max_result_mb * 1024 * 1024))
+        """See CallBridge.call_many: many calls of `function` in one round trip."""
+        return self.bridge.call_many(function, calls)
 
     def defined(self, names: list[str]) -> set[str]:
         """Which of `names` are defined in the kernel's namespace now (functions or variables)."""
-        query = {"defined": list(names)}
-        with self._call_folder(lambda staged: probe.write_call(staged, "", (), {}, query=query)) as (path, folder):
-            self._execute_call(path, "looking up the graded functions")
-            value = probe.read_result(folder, 1 << 16)
-        if not isinstance(value, list):
-            raise probe.ProbeError("the lookup answer has the wrong form")
-        return {n for n in value if isinstance(n, str)} & set(names)
-
-    @contextmanager
-    def _call_folder(self, fill: Callable[[Path], None]) -> Iterator[tuple[Path, probe.AnswerFolder]]:
-        """A fresh, unguessable folder for one call: made and filled where the kernel cannot
-        reach (staging/), held by a descriptor, given to the kernel's user by that descriptor,
-        then moved into exchange/. Answers are read through the descriptor only."""
-        name = uuid.uuid4().hex
-        staged = self.sandbox.staging / name
-        staged.mkdir(mode=0o700)
-        folder = probe.AnswerFolder(staged)
-        try:
-            try:
-                fill(staged)
-            except OSError as exc:  # the kernel filled the disk: use the grader's reserve, once
-                if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not self.sandbox.free_reserve():
-                    raise KernelFault(f"the submission's files fill its disk space ({self.limits.disk_mb} MB): "
-                                      "the grader could not write the call's inputs") from None
-                fill(staged)
-            owner = self.sandbox.kernel_owner
-            if owner is not None:
-                os.fchown(folder.fd, owner, owner)
-            os.rename(staged, self.sandbox.exchange / name)
-            yield self.sandbox.exchange / name, folder
-        finally:
-            folder.close()
-            remove_tree(self.sandbox.exchange / name)  # links are removed, not followed
-
-    def _execute_call(self, call_dir: Path, what: str) -> None:
-        if self._gone:
-            raise KernelFault(f"not run: {self._gone}")
-        now = time.monotonic()
-        if self._calls_deadline is None:  # the calls' phase begins: restarts now count against it
-            self._calls_deadline = self._deadline = now + self.limits.grading_timeout
-        if now >= self._calls_deadline:
-            self._gone = f"the grading time limit ({self.limits.grading_timeout:g}s for all calls) was reached"
-            raise KernelFault(f"not run: {self._gone}")
-        timeout = min(self.limits.call_timeout, self._calls_deadline - now)
-        try:
-            reply = self._execute(f"__convgrade_call__({str(call_dir)!r})", timeout)
-        except Exception as exc:  # garbled messages: the kernel is unusable
-            cause = f"the kernel stopped speaking the Jupyter protocol during {what} ({type(exc).__name__})"
-            self._restart(cause)
-            raise KernelFault(cause) from None
-        if reply is not None:
-            return
-        if not run_sync(self._km.is_alive)():
-            cause = f"the kernel died during {what} ({self._death_cause()})"
-        else:
-            cause = f"{what} ran longer than {timeout:g}s"
-            run_sync(self._km.interrupt_kernel)()
-            if self._responsive(3.0):
-                raise KernelFault(cause)
-        self._restart(cause)
-        raise KernelFault(cause)
+        return self.bridge.defined(names)

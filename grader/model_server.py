@@ -139,8 +139,8 @@ class Server:
 
 
 def _rebuild(description: str) -> Any:
+    from grader.boundary import KerasModelConfig
     from grader.keras_models import rebuild
-    from grader.probe import KerasModelConfig
 
     return rebuild(KerasModelConfig(description))
 
@@ -171,7 +171,7 @@ def load_recipes(path: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    from grader.keras_models import UnsafeModel
+    from grader.boundary import UnsafeModel
     from grader.model_wire import Closed, read_message, write_message
 
     answers = os.dup(1)          # the protocol's channel; fd 1 becomes the log, for whatever prints

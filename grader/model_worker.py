@@ -2,7 +2,7 @@
 
 A student's model comes back from the kernel as a description (JSON text). A description is
 code (op layers name TensorFlow functions), so the grader never builds one: it checks the
-description against the allowlist (keras_models.check_description), then asks the model worker
+description against the allowlist (boundary.check_description), then asks the model worker
 (model_server.py) for what the checks need (the model's structure, its outputs, its training
 scores), and gets plain data back in model_wire's format.
 

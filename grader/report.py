@@ -8,24 +8,13 @@ exception named "All tests passed" or a printed "Score: 70/70" cannot pass for t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from .results import SubmissionResult
 from .spec import Exercise
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}"
-
-
-def display_name(result: SubmissionResult) -> str:
-    """Who a result is for: the student (batch grading derives it from the path), or for a single
-    notebook graded on its own, its file name."""
-    return result.student or Path(result.submission).name
+from .text import format_score, student_of
 
 
 def summary_table(exercise: Exercise, results: list[SubmissionResult]) -> Table:
@@ -35,7 +24,7 @@ def summary_table(exercise: Exercise, results: list[SubmissionResult]) -> Table:
     for item in exercise.items:
         table.add_column(item.name, justify="right")
     for r in results:
-        name = Text(display_name(r))
+        name = Text(student_of(r))
         if r.status != "graded":
             table.add_row(name, Text(r.status, style="red"), *["-"] * len(exercise.items))
             continue
@@ -44,14 +33,18 @@ def summary_table(exercise: Exercise, results: list[SubmissionResult]) -> Table:
         for item in exercise.items:
             s, m = scores.get(item.name, (0.0, item.points))
             colour = "green" if s == m else "red" if s == 0 else "yellow"
-            cells.append(f"[{colour}]{_fmt(s)}/{_fmt(m)}[/{colour}]")
-        table.add_row(name, f"{_fmt(r.score)}/{_fmt(r.max_score)}", *cells)
+            cells.append(f"[{colour}]{format_score(s)}/{format_score(m)}[/{colour}]")
+        table.add_row(name, f"{format_score(r.score)}/{format_score(r.max_score)}", *cells)
     return table
 
 
 QUOTE = "| "
 ERROR_LABEL = "not graded; the reason (it may quote your notebook):"
 OUTPUT_LABEL = "what the check found (your code's values quoted):"
+# What the feedback says above a test's output, by its status (passed tests are not listed).
+STATUS_LABELS = {"failed": OUTPUT_LABEL,
+                 "error": "this check could not be run (0 points; the other checks ran); why (quoted):",
+                 "skipped": "not checked (0 points): a check it needs did not pass:"}
 NOTEBOOK_LABEL = "your notebook raised or printed:"
 
 
@@ -60,19 +53,19 @@ def _quoted(text: str, indent: str) -> list[str]:
 
 
 def feedback_text(result: SubmissionResult) -> str:
-    """Plain-text feedback for one submission: every failed test with its example.
+    """Plain-text feedback for one submission: every test that did not pass, with its output.
 
     The first line is the grader's verdict; every line a submission could influence (the
     reason it was not graded, a check's output, notebook errors) comes under a label and
     starts with "| ".
     """
-    lines = [f"{display_name(result)!r} scored {_fmt(result.score)}/{_fmt(result.max_score)}"]
+    lines = [f"{student_of(result)!r} scored {format_score(result.score)}/{format_score(result.max_score)}"]
     if result.error:
         lines.append(f"  {ERROR_LABEL}")
         lines.extend(_quoted(result.error, "    "))
     for t in result.tests:
-        if t.status == "failed":
-            lines.append(f"- {t.name} (0/{_fmt(t.max_score)}): {OUTPUT_LABEL}")
+        if t.status != "passed":
+            lines.append(f"- {t.name} (0/{format_score(t.max_score)}): {STATUS_LABELS.get(t.status, OUTPUT_LABEL)}")
             lines.extend(_quoted(t.output, "    "))
     if result.notebook_errors:
         lines.append(f"  {NOTEBOOK_LABEL}")

@@ -9,15 +9,62 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
+import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Mapping
 
-EXERCISES_DIR = Path(__file__).resolve().parent.parent / "exercises"
-DATA_CACHE = Path(__file__).resolve().parent.parent / ".data-cache"   # generated stand-in datasets
+EXERCISES_ENV = "CONVGRADE_EXERCISES"   # more exercise folders (os.pathsep-separated), after --exercises
+CACHE_ENV = "CONVGRADE_CACHE"           # where stand-ins and the reference's scores are cached
+
+
+def checkout() -> Path | None:
+    """The source checkout the grader package lies in (an editable install's too), or None when
+    it is installed (site-packages)."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "exercises").is_dir() else None
+
+
+def bundled_exercises() -> Path:
+    """The exercises that come with the grader: the checkout's exercises/, or the installed
+    package convgrade_exercises (the same folder, shipped as package data)."""
+    source = checkout()
+    if source is not None:
+        return source / "exercises"
+    beside = Path(__file__).resolve().parent.parent / "convgrade_exercises"  # installed with this grader
+    if beside.is_dir():
+        return beside
+    found = importlib.util.find_spec("convgrade_exercises")
+    locations = list(found.submodule_search_locations or []) if found is not None else []
+    return Path(locations[0]) if locations else beside
+
+
+def exercise_dirs(extra: Sequence[Path] = (), environ: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+    """Where exercises are looked for, the first holding a name wins: `extra` (--exercises DIR),
+    then $CONVGRADE_EXERCISES (os.pathsep-separated), then the bundled exercises."""
+    listed = (environ if environ is not None else os.environ).get(EXERCISES_ENV, "")
+    return (*extra, *(Path(p) for p in listed.split(os.pathsep) if p), bundled_exercises())
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where generated data is cached: $CONVGRADE_CACHE; else a checkout's .data-cache/; else the
+    user's cache folder ($XDG_CACHE_HOME/convgrade, ~/.cache/convgrade)."""
+    env = environ if environ is not None else os.environ
+    if env.get(CACHE_ENV):
+        return Path(env[CACHE_ENV]).expanduser()
+    source = checkout()
+    if source is not None:
+        return source / ".data-cache"
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "convgrade"
+
+
+EXERCISES_DIR = bundled_exercises()
+DATA_CACHE = cache_dir()   # generated stand-in datasets, the reference's training scores
 
 
 class SpecError(Exception):
@@ -139,6 +186,11 @@ class DataSpec:
 
 
 def _data_spec(root: Path, doc: dict[str, Any]) -> DataSpec:
+    if "folder" not in doc:
+        raise SpecError(f"{root}/spec.toml: [data] needs the folder's name (folder = \"...\")")
+    for name, f in doc.get("files", {}).items():
+        if not isinstance(f, dict) or set(f) != {"standin", "place"}:
+            raise SpecError(f"{root}/spec.toml: [data.files.{name}] needs exactly standin and place")
     files = tuple(DataFile(name, str(f["standin"]), tuple(str(p) for p in f["place"]))
                   for name, f in doc.get("files", {}).items())
     for f in files:
@@ -183,30 +235,50 @@ class Exercise:
         return self.root / "samples"
 
 
-def available(exercises_dir: Path = EXERCISES_DIR) -> list[str]:
-    """Names of the exercise folders (those with a spec.toml)."""
-    return sorted(p.parent.name for p in exercises_dir.glob("*/spec.toml"))
+def _dirs(exercises_dir: Path | Sequence[Path]) -> tuple[Path, ...]:
+    return (exercises_dir,) if isinstance(exercises_dir, Path) else tuple(exercises_dir)
 
 
-def load_exercise(name: str, exercises_dir: Path = EXERCISES_DIR) -> Exercise:
-    """Load exercises/<name>/ (or a path to an exercise folder)."""
-    root = Path(name) if "/" in name else exercises_dir / name
+def available(exercises_dir: Path | Sequence[Path] = EXERCISES_DIR) -> list[str]:
+    """Names of the exercise folders (those with a spec.toml) in `exercises_dir` (one folder, or
+    several: see exercise_dirs)."""
+    return sorted({p.parent.name for d in _dirs(exercises_dir) for p in d.glob("*/spec.toml")})
+
+
+def find_exercise(name: str, exercises_dir: Path | Sequence[Path] = EXERCISES_DIR) -> Path:
+    """The folder of exercise `name`: the first of `exercises_dir` that holds it (or `name` itself
+    when it is a path, i.e. has a "/")."""
+    if "/" in name:
+        return Path(name)
+    dirs = _dirs(exercises_dir)
+    for folder in dirs:
+        if (folder / name / "spec.toml").is_file():
+            return folder / name
+    where = " or ".join(str(d / name / "spec.toml") for d in dirs)
+    raise SpecError(f"no exercise {name!r} (looked for {where}); available: {', '.join(available(dirs))}")
+
+
+def load_exercise(name: str, exercises_dir: Path | Sequence[Path] = EXERCISES_DIR) -> Exercise:
+    """Load exercises/<name>/ (or a path to an exercise folder); `exercises_dir`: where to look."""
+    root = find_exercise(name, exercises_dir)
     spec_path = root / "spec.toml"
     if not spec_path.is_file():
-        raise SpecError(f"no exercise {name!r} (looked for {spec_path}); available: {', '.join(available(exercises_dir))}")
+        raise SpecError(f"no exercise {name!r} (looked for {spec_path})")
     try:
         doc = tomllib.loads(spec_path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{spec_path}: {exc}") from None
+    _check_tables(spec_path, doc)
     meta = doc.get("exercise", {})
-    items = tuple(Item(str(i["name"]), float(i["points"]), tuple(str(n) for n in i.get("needs", ())))
-                  for i in doc.get("items", []))
-    if not items:
-        raise SpecError(f"{spec_path}: no [[items]]")
+    items = _items(spec_path, doc.get("items", []))
     checks = _load_checks(root / meta.get("checks", "checks.py"), root.name)
     declared = getattr(checks, "CHECKS", None)
-    if not isinstance(declared, dict) or set(declared) != {i.name for i in items}:
-        raise SpecError(f"{root}/checks.py must define CHECKS with exactly the items of spec.toml")
+    _check_checks(root / meta.get("checks", "checks.py"), declared, items)
+    tolerance, device_tolerance = _tolerances(spec_path, doc.get("tolerance", {}))
+    from .checks import requirement_problems  # (imported here: checks.py imports this module)
+    problems = requirement_problems([i.name for i in items], declared)
+    if problems:
+        raise SpecError(f"{root}/checks.py: a check's requires= is wrong: " + "; ".join(problems))
     helpers = root / meta["helpers"] if "helpers" in meta else None
     template = root / meta["template"] if "template" in meta else None
     return Exercise(
@@ -214,18 +286,17 @@ def load_exercise(name: str, exercises_dir: Path = EXERCISES_DIR) -> Exercise:
         root=root,
         title=str(meta.get("title", root.name)),
         items=items,
-        limits=Limits(**doc.get("limits", {})),
-        tolerance=Tolerance(**{k: v for k, v in doc.get("tolerance", {}).items() if not isinstance(v, dict)}),
-        device_tolerance={k: Tolerance(**v) for k, v in doc.get("tolerance", {}).items() if isinstance(v, dict)},
-        prelude=tuple((root / p).read_text(encoding="utf-8") if p.endswith(".py") else p
-                      for p in doc.get("kernel", {}).get("prelude", [])),
+        limits=_limits(spec_path, doc.get("limits", {})),
+        tolerance=tolerance,
+        device_tolerance=device_tolerance,
+        prelude=_prelude(spec_path, doc.get("kernel", {}).get("prelude", [])),
         kernel_env={str(k): str(v) for k, v in doc.get("kernel", {}).get("env", {}).items()},
         skip_cells=tuple(doc.get("kernel", {}).get("skip_cells", [])),
         data=_data_spec(root, doc["data"]) if "data" in doc else None,
         helpers=helpers,
         template=template,
-        max_examples=int(doc.get("property", {}).get("max_examples", 30)),
-        requires_gpu=bool(doc.get("device", {}).get("requires_gpu", False)),
+        max_examples=_whole(spec_path, "[property] max_examples", doc.get("property", {}).get("max_examples", 30), 1),
+        requires_gpu=_flag(spec_path, "[device] requires_gpu", doc.get("device", {}).get("requires_gpu", False)),
         params=dict(doc.get("params", {})),
         recipes=root / "model_recipes.py" if (root / "model_recipes.py").is_file() else None,
         graded_versions=str(doc.get("versions", {}).get("graded", "")),
@@ -251,5 +322,159 @@ def _load_checks(path: Path, exercise: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"convgrade_exercises.{exercise}.checks", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the instructor's checks.py: a SpecError naming it, not a traceback from deep inside
+        raise SpecError(f"{path} could not be imported: {type(exc).__name__}: {exc}") from exc
     return module
+
+
+# -- validation: an instructor's mistake is a SpecError naming the file, the key and the value -----------
+# The tables of spec.toml and their keys (None: free-form, read by the exercise's checks; the
+# tolerance's sub-tables are per device).
+_TABLES: dict[str, frozenset[str] | None] = {
+    "exercise": frozenset({"title", "checks", "helpers", "template"}),
+    "items": frozenset({"name", "points", "needs"}),
+    "limits": frozenset(f.name for f in fields(Limits)),
+    "tolerance": frozenset({"rtol", "atol", "cpu", "gpu"}),
+    "kernel": frozenset({"env", "prelude", "skip_cells"}),
+    "data": frozenset({"folder", "make", "files"}),
+    "property": frozenset({"max_examples"}),
+    "device": frozenset({"requires_gpu"}),
+    "params": None,
+    "versions": frozenset({"graded", "not_graded"}),
+}
+LIMITS_MAY_BE_ZERO = frozenset({"max_restarts"})   # the limits that may be 0; the others are positive
+
+
+def _check_tables(spec_path: Path, doc: dict[str, Any]) -> None:
+    unknown = sorted(set(doc) - set(_TABLES))
+    if unknown:
+        raise SpecError(f"{spec_path}: unknown table {', '.join(unknown)} (known: {', '.join(_TABLES)})")
+    for table, keys in _TABLES.items():
+        if keys is None or table not in doc:
+            continue
+        entries = doc[table] if table == "items" else [doc[table]]
+        label = "[[items]]" if table == "items" else f"[{table}]"
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise SpecError(f"{spec_path}: {label} must be a table")
+        for entry in entries:
+            extra = sorted(set(entry) - keys)
+            if extra:
+                where = f" {entry['name']}" if table == "items" and "name" in entry else ""
+                raise SpecError(f"{spec_path}: {label}{where}: unknown key {', '.join(extra)} "
+                                f"(known: {', '.join(sorted(keys))})")
+
+
+def _items(spec_path: Path, entries: list[dict[str, Any]]) -> tuple[Item, ...]:
+    items: list[Item] = []
+    for n, entry in enumerate(entries, 1):
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip() or ":" in name:
+            raise SpecError(f"{spec_path}: [[items]] number {n} needs a name (a function or cell name, no ':')")
+        if "points" not in entry:
+            raise SpecError(f"{spec_path}: [[items]] {name} has no points")
+        points = entry["points"]
+        if (isinstance(points, bool) or not isinstance(points, int | float) or not math.isfinite(points)
+                or points < 0 or abs(points * 100 - round(points * 100)) > 1e-6):
+            raise SpecError(f"{spec_path}: [[items]] {name}: points must be a number >= 0 in whole hundredths, "
+                            f"not {points!r}")
+        if any(item.name == name for item in items):
+            raise SpecError(f"{spec_path}: [[items]] {name} is named twice")
+        needs = entry.get("needs", [])
+        if not isinstance(needs, list) or not all(isinstance(x, str) for x in needs):
+            raise SpecError(f"{spec_path}: [[items]] {name}: needs must be a list of names")
+        items.append(Item(name, float(points), tuple(needs)))
+    if not items:
+        raise SpecError(f"{spec_path}: no [[items]]")
+    return tuple(items)
+
+
+def _check_checks(path: Path, declared: object, items: tuple[Item, ...]) -> None:
+    """CHECKS: exactly the spec's items, each with checks of distinct aspects and positive weights."""
+    from .checks import Check  # (imported here: checks.py imports this module)
+
+    if not isinstance(declared, dict):
+        raise SpecError(f"{path} must define CHECKS, a dict of each item's checks")
+    names = [item.name for item in items]
+    missing, extra = [n for n in names if n not in declared], sorted(set(declared) - set(names), key=str)
+    if missing or extra:
+        wrong = ([f"no checks for {', '.join(missing)}"] if missing else []) + \
+            ([f"checks for {', '.join(map(str, extra))}, not an item of spec.toml"] if extra else [])
+        raise SpecError(f"{path}: CHECKS must have exactly the items of spec.toml: {'; '.join(wrong)}")
+    for name in names:
+        checks = declared[name]
+        if not isinstance(checks, list | tuple) or not checks or not all(isinstance(c, Check) for c in checks):
+            raise SpecError(f"{path}: CHECKS[{name!r}] has no checks (a list of Check)")
+        aspects = [c.aspect for c in checks]
+        if len(set(aspects)) != len(aspects):
+            raise SpecError(f"{path}: CHECKS[{name!r}] has two checks of one aspect: {aspects}")
+        for c in checks:
+            if isinstance(c.weight, bool) or not isinstance(c.weight, int | float) or not math.isfinite(c.weight) \
+                    or c.weight <= 0:
+                raise SpecError(f"{path}: {name}: {c.aspect}: weight must be a positive number, not {c.weight!r}")
+
+
+def limit_problem(name: str, value: object) -> str | None:
+    """What a limit must be, if `value` is not that: a positive number (a whole one where Limits'
+    default is), >= 0 for max_restarts. The one rule for spec.toml's [limits] and the command line."""
+    whole = isinstance(getattr(Limits(), name), int)
+    if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0
+            or (value == 0 and name not in LIMITS_MAY_BE_ZERO) or (whole and value != int(value))):
+        return (("a whole number" if whole else "a number") + (" >= 0" if name in LIMITS_MAY_BE_ZERO else " > 0"))
+    return None
+
+
+def _limits(spec_path: Path, table: dict[str, Any]) -> Limits:
+    for name, value in table.items():
+        problem = limit_problem(name, value)
+        if problem:
+            raise SpecError(f"{spec_path}: [limits] {name} must be {problem}, not {value!r}")
+    defaults = Limits()
+    return Limits(**{name: type(getattr(defaults, name))(value) for name, value in table.items()})
+
+
+def _tolerance(spec_path: Path, label: str, table: dict[str, Any]) -> Tolerance:
+    for key, value in table.items():
+        if key not in ("rtol", "atol"):
+            raise SpecError(f"{spec_path}: {label}: unknown key {key} (known: atol, rtol)")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise SpecError(f"{spec_path}: {label} {key} must be a number >= 0, not {value!r}")
+    return Tolerance(**{k: float(v) for k, v in table.items()})
+
+
+def _tolerances(spec_path: Path, table: dict[str, Any]) -> tuple[Tolerance, dict[str, Tolerance]]:
+    """[tolerance] (rtol, atol) and its per-device tables ([tolerance.gpu])."""
+    devices = {k: v for k, v in table.items() if isinstance(v, dict)}
+    for device in devices:
+        if device not in ("cpu", "gpu"):
+            raise SpecError(f"{spec_path}: [tolerance.{device}]: not a device (cpu, gpu)")
+    return (_tolerance(spec_path, "[tolerance]", {k: v for k, v in table.items() if k not in devices}),
+            {k: _tolerance(spec_path, f"[tolerance.{k}]", v) for k, v in devices.items()})
+
+
+def _whole(spec_path: Path, label: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpecError(f"{spec_path}: {label} must be a whole number >= {minimum}, not {value!r}")
+    return value
+
+
+def _flag(spec_path: Path, label: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(f"{spec_path}: {label} must be true or false, not {value!r}")
+    return value
+
+
+def _prelude(spec_path: Path, entries: list) -> tuple[str, ...]:
+    """The kernel prelude: grader/kernel_side module names, or the source of the exercise's .py files."""
+    out = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise SpecError(f"{spec_path}: [kernel] prelude entries are names or .py files, not {entry!r}")
+        if entry.endswith(".py"):
+            source = spec_path.parent / entry
+            if not source.is_file():
+                raise SpecError(f"{spec_path}: [kernel] prelude {entry}: no such file in the exercise folder")
+            entry = source.read_text(encoding="utf-8")
+        out.append(entry)
+    return tuple(out)

@@ -20,6 +20,10 @@ XML, CSV formulas): cleaning makes text inert on a terminal, not safe in every s
 
 `file_name(id)` is the only way an id becomes a file or folder name (feedback files,
 Gradescope folders): a pure function, distinct for distinct ids, case-insensitively too.
+
+Two more rules every output shares: `path_id` / `student_of`, who a notebook or a result is
+for (batch.discover, the table, feedback, reports and exports), and `format_score`, how points
+are written (the table, feedback, CSV, Gradescope's summary, HTML).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import dataclasses
 import hashlib
 import re
 import unicodedata
+from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -103,8 +108,11 @@ def clean_id(student: object, limit: int = MAX_ID) -> str:
 
 def clean_result(result: SubmissionResult) -> SubmissionResult:
     """A copy of `result` with every student-influenced string cleaned (id, paths, errors, tests)."""
-    tests = [dataclasses.replace(t, name=clean_text(t.name, 500), output=clean_text(t.output),
-                                 status=t.status if t.status in ("passed", "failed") else "failed")
+    from .results import TEST_STATUSES
+
+    tests = [dataclasses.replace(t, name=clean_text(t.name, 500), item=clean_text(t.item, 500),
+                                 output=clean_text(t.output),
+                                 status=t.status if t.status in TEST_STATUSES else "failed")
              for t in result.tests]
     return dataclasses.replace(
         result, submission=clean_id(result.submission, MAX_PATH),
@@ -139,3 +147,25 @@ def file_name(student: str) -> str:
     if stem.lower() in _WINDOWS_RESERVED:  # "con.txt" is the device CON to Windows
         prefix = f"{stem}_{dot}{rest}"
     return f"{prefix}-{_digest(student)}"
+
+
+# -- who, and how many points ----------------------------------------------------------------------
+def path_id(relative: PurePath) -> str:
+    """The raw (uncleaned) id of a notebook at `relative` under its submissions folder: the
+    name of its first folder (one folder per student: "alice/W1A1.ipynb" is alice's), or, for a
+    notebook at the top or named by itself, its file's stem."""
+    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
+
+
+def student_of(result: SubmissionResult) -> str:
+    """Who a result is for, in every table, feedback file, report and export: the student id
+    batch grading recorded; for a notebook graded on its own (the self-check), the id
+    batch.discover gives a notebook named by itself (its cleaned file stem)."""
+    return result.student or clean_id(path_id(PurePath(PurePath(result.submission).name))) or "submission"
+
+
+def format_score(points: float) -> str:
+    """Points as every output writes them: at most two decimals (a check's share is whole
+    hundredths, see grading._shares, so nothing is lost), no trailing zeros: 10, 6.67, 0.5, 0."""
+    text = f"{float(points):.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text

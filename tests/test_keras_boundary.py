@@ -14,11 +14,12 @@ import pytest
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 tf_keras = pytest.importorskip("tf_keras")
 
-from grader import probe  # noqa: E402
+from grader import boundary  # noqa: E402
 from grader.checks import Case, Context, Failure  # noqa: E402
 from grader.keras_checks import computes_like_reference, same_parameter_counts  # noqa: E402
 from grader.model_training import predicted_right  # noqa: E402
-from grader.keras_models import UnsafeModel, check_description, rebuild  # noqa: E402
+from grader.boundary import UnsafeModel, check_description  # noqa: E402
+from grader.keras_models import rebuild  # noqa: E402
 from grader.spec import Tolerance  # noqa: E402
 
 CTX = Context(Tolerance(), 5)
@@ -40,7 +41,7 @@ def tiny(wired_right: bool = True):
 
 def test_a_returned_model_crosses_as_its_architecture(make_student):
     got = make_student({"build": tiny}).call("build")
-    assert isinstance(got, probe.KerasModelConfig)
+    assert isinstance(got, boundary.KerasModelConfig)
     model = rebuild(got)
     assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "Dense", "Dense", "Add"]
     assert model.count_params() == tiny().count_params()
@@ -50,20 +51,20 @@ def test_a_lambda_layer_is_refused_on_rebuild():
     inp = tf_keras.Input((3,))
     model = tf_keras.Model(inp, tf_keras.layers.Lambda(lambda x: x * 2)(inp))
     with pytest.raises(UnsafeModel, match="could not be rebuilt safely"):
-        rebuild(probe.KerasModelConfig(model.to_json()))
+        rebuild(boundary.KerasModelConfig(model.to_json()))
 
 
 def test_an_unknown_layer_class_is_refused_on_rebuild():
     config = tiny().to_json().replace('"class_name": "Add"', '"class_name": "os.system"')
     with pytest.raises(UnsafeModel):
-        rebuild(probe.KerasModelConfig(config))
+        rebuild(boundary.KerasModelConfig(config))
 
 
 def test_a_model_description_that_is_not_json_is_a_protocol_error(tmp_path):
     (tmp_path / "out.json").write_text('{"ok": true, "value": {"$keras_model": "o0.json"}}')
     (tmp_path / "o0.json").write_text("not json")
-    with pytest.raises(probe.ProbeError, match="not valid JSON"):
-        probe.read_result(tmp_path, 1 << 20)
+    with pytest.raises(boundary.ProbeError, match="not valid JSON"):
+        boundary.read_result(tmp_path, 1 << 20)
 
 
 def test_wiring_is_caught_even_when_layers_and_counts_agree(make_student):
@@ -113,7 +114,7 @@ def test_a_failed_answer_is_asked_again(make_student):
     student = make_student({"flaky": flaky})
     with pytest.raises(Failure, match="ValueError: not yet"):
         student_architecture(student, "flaky", Case(()))
-    assert isinstance(student_architecture(student, "flaky", Case(())), probe.KerasModelConfig)
+    assert isinstance(student_architecture(student, "flaky", Case(())), boundary.KerasModelConfig)
     assert len(attempts) == 2
 
 
@@ -143,11 +144,11 @@ def op_model(function: str = "math.add") -> str:
 def test_op_layers_naming_anything_but_arithmetic_are_refused_before_anything_is_built(function, monkeypatch):
     monkeypatch.setattr(tf_keras.models, "model_from_json", lambda *a, **k: pytest.fail("built"))
     with pytest.raises(UnsafeModel, match=re.escape(f"calls tf.{function}")):
-        rebuild(probe.KerasModelConfig(op_model(function)))
+        rebuild(boundary.KerasModelConfig(op_model(function)))
 
 
 def test_an_arithmetic_op_layer_is_rebuilt():
-    assert rebuild(probe.KerasModelConfig(op_model("math.add"))).count_params() == 20
+    assert rebuild(boundary.KerasModelConfig(op_model("math.add"))).count_params() == 20
 
 
 @pytest.mark.parametrize("edit, refused", [
@@ -162,17 +163,17 @@ def test_descriptions_outside_the_allowlist_are_refused_with_what_and_where(edit
     text = tiny().to_json()
     assert edit[0] in text, edit[0]
     with pytest.raises(UnsafeModel, match=re.escape(refused)):
-        rebuild(probe.KerasModelConfig(text.replace(edit[0], edit[1], 1)))
+        rebuild(boundary.KerasModelConfig(text.replace(edit[0], edit[1], 1)))
 
 
 def test_a_description_nested_past_the_limit_is_refused():
     text = tiny().to_json().replace('"dtype": "float32"', '"dtype": ' + "[" * 100 + "]" * 100, 1)
     with pytest.raises(UnsafeModel, match="nested too deeply"):
-        rebuild(probe.KerasModelConfig(text))
+        rebuild(boundary.KerasModelConfig(text))
 
 
 def test_the_reference_models_of_every_keras_exercise_are_in_the_allowlist():
-    from grader.keras_models import check_description
+    from grader.boundary import check_description
     from reference import conv_application, mobilenet_transfer, resnet50
     for model in (resnet50.ResNet50(), conv_application.happyModel(), conv_application.convolutional_model((64, 64, 3)),
                   mobilenet_transfer.alpaca_model(data_augmentation=mobilenet_transfer.data_augmenter())):
@@ -210,6 +211,6 @@ def test_a_layer_left_trainable_none_is_rebuilt_frozen_as_keras_had_it():
     assert len(model.trainable_weights) == 2          # the kernel's own view: the convolution is frozen
     text = model.to_json()
     assert '"trainable": null' in text
-    rebuilt = rebuild(probe.KerasModelConfig(text))
+    rebuilt = rebuild(boundary.KerasModelConfig(text))
     assert [layer.trainable for layer in rebuilt.layers] == [False, True, True]
     assert len(rebuilt.trainable_weights) == 2

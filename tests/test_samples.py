@@ -48,17 +48,24 @@ def test_sample_grades_as_expected(exercise_name, sample, graded):
         assert result.score == 0 and result.tests == []
         return
     assert result.status == "graded", result.error
-    failed_items = {t.name.split(":")[0] for t in result.tests if t.status == "failed"}
+    failed_items = {t.item for t in result.tests if t.status != "passed"}  # failed, error or skipped
     assert failed_items == set(expected["failed"]), "\n".join(t.output for t in result.tests if t.output)
     assert result.max_score == exercise.max_score
     assert result.score == pytest.approx(sum(t.score for t in result.tests))
     cells = {i.name: i.needs for i in exercise.items if i.needs}  # items graded from a cell's globals
+    outcomes = {t.name: t.status for t in result.tests}
     for t in result.tests:
         if t.status == "failed":  # every failure teaches: what, expected vs got, on which input
             assert t.score == 0 and t.output
-            item = t.name.split(":")[0]
+            item = t.item
             named = any(n in t.output for n in cells[item]) if item in cells else "on input" in t.output
             assert named or "not defined" in t.output, t.output
+        elif t.status == "skipped":  # names the check it needs, which did not pass
+            assert t.score == 0 and t.output.startswith("not checked because "), t.output
+            assert any(t.output.startswith(f"not checked because {name} ") and status != "passed"
+                       for name, status in outcomes.items()), t.output
+        elif t.status == "error":
+            assert t.score == 0 and t.output.startswith("this check could not be run: "), t.output
 
 
 def test_every_sample_has_an_expected_verdict():

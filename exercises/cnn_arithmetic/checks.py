@@ -15,11 +15,9 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from grader.checks import (PROPERTY_SEED, Case, Check, Context, Failure, Student, agrees_with_reference, fixed,
-                           run_property)
+from grader.checks import (Case, Check, Context, Failure, Student, agrees_with_reference, check_property, fixed)
 from grader.keras_checks import call_text, model_property, parameter_counts, student_model
 from grader.model_worker import ModelFacts, RemoteModel
 from reference import cnn_arithmetic as ref
@@ -146,7 +144,7 @@ def _measured(model: Any) -> tuple[tuple, dict[str, int]]:
 def same_shape_and_counts(function: str, cases: st.SearchStrategy[Case] | tuple[Case, ...], examples: int | None = None):
     """A check: the student's block, wrapped in a Model, has the reference's output shape and
     parameter counts (total, trainable, non-trainable) for every case; hypothesis shrinks a failure
-    to the smallest input shape (a block that differs on the same input: checks.run_property)."""
+    to the smallest input shape (a block that differs on the same input: checks.check_property)."""
     def one(student: Student, ctx: Context, case: Case) -> None:
         facts = student_model(student, ctx, function, case, BLOCK).facts
         if not facts.built or facts.counts is None or not isinstance(facts.output_shape, list):
@@ -167,18 +165,8 @@ def same_shape_and_counts(function: str, cases: st.SearchStrategy[Case] | tuple[
             for case in cases:
                 one(student, ctx, case)
             return
-        tried: list[Case] = []  # the input tried last
-
-        @seed(PROPERTY_SEED)
-        @settings(max_examples=examples or ctx.max_examples, database=None, deadline=None, print_blob=False,
-                  report_multiple_bugs=False, phases=(Phase.explicit, Phase.generate, Phase.shrink),
-                  suppress_health_check=list(HealthCheck))
-        @given(cases)
-        def holds(case: Case) -> None:
-            tried[:] = [case]
-            one(student, ctx, case)
-
-        run_property(holds, function, lambda: f"  {call_text(function, tried[0])}")
+        check_property(cases, lambda case: one(student, ctx, case), examples=examples or ctx.max_examples,
+                       what=function, show_input=lambda case: f"  {call_text(function, case)}")
     return run
 
 

@@ -23,7 +23,7 @@ from grader.checks import (Case, Check, Context, Failure, GraderFault, Student, 
 from grader.keras_checks import (call_text, data_digest, model_property, reference_scores, remote_model,
                                  same_parameter_counts, same_structure, student_architecture, student_model)
 from grader.model_worker import LayerFacts, ModelFacts, RemoteModel
-from grader.probe import KerasModelConfig
+from grader.boundary import KerasModelConfig
 from grader.spec import DATA_CACHE
 from reference import mobilenet_transfer as ref
 
@@ -330,15 +330,6 @@ def trains_like_reference(student: Student, ctx: Context) -> None:
     params = dict(ctx.params["training"])
     if ctx.data is None or "weights" not in ctx.files:
         raise Failure("no training data or base weights were given to the grader")
-    # What model2's training depends on. Not alpaca_model's freezing: the grader freezes the
-    # base itself for the head's training, and model2's flags after the fine-tuning cell count;
-    # nor its pretrained weights, which the grader loads itself.
-    needed = [c for c in ALPACA_CHECKS if c.aspect not in ("parameter counts", "frozen base", "pretrained base")]
-    try:
-        for check in [*needed, *FINE_TUNING_CHECKS]:
-            check.run(student, ctx)
-    except Failure as exc:
-        raise Failure(f"model2 not trained: it must first pass its other checks: {exc}") from None
     rate = float(_described(fine_tuning_state(student), "optimizer")["config"]["learning_rate"])
     key = [json.dumps(params, sort_keys=True), data_digest(ctx.data, ctx.files["weights"]), "logit accuracy, seeded head"]
     # Both models are built by the worker from their descriptions under the same seed (the new
@@ -373,6 +364,12 @@ FINE_TUNING_CHECKS = [
     Check("optimizer", public=True, run=fine_tuning_optimizer),
     Check("metrics", public=True, run=fine_tuning_metrics),
 ]
+# What model2's training depends on: every fine-tuning check, and alpaca_model's other than its
+# counts, its freezing (the grader freezes the base itself for the head's training, and model2's
+# flags after the fine-tuning cell count) and its pretrained weights (the grader loads them itself).
+TRAINING_REQUIRES = (*(f"alpaca_model: {c.aspect}" for c in ALPACA_CHECKS
+                       if c.aspect not in ("parameter counts", "frozen base", "pretrained base")),
+                     *(c.aspect for c in FINE_TUNING_CHECKS))
 
 CHECKS: dict[str, list[Check]] = {
     "data_augmenter": [
@@ -382,5 +379,6 @@ CHECKS: dict[str, list[Check]] = {
         Check("random in training", run=augmenter_is_random),
     ],
     "alpaca_model": ALPACA_CHECKS,
-    "fine_tuning": [*FINE_TUNING_CHECKS, Check("training", weight=2, run=trains_like_reference)],
+    "fine_tuning": [*FINE_TUNING_CHECKS, Check("training", weight=2, run=trains_like_reference,
+                                               requires=TRAINING_REQUIRES)],
 }

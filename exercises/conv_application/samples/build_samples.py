@@ -28,10 +28,6 @@ SOLUTION_IDS = {
     "happyModel": "cell-0e56d3fc28b69aec",
     "convolutional_model": "cell-dac51744a9e03f51",
 }
-TEST_IDS = {
-    "happyModel": "cell-e3e1046e5c33d775",
-    "convolutional_model": "cell-45d22e92042174c9",
-}
 TEMPLATE = Template(HERE.parent / "template.ipynb", SOLUTION_IDS,
                     start="# YOUR CODE STARTS HERE", end="# YOUR CODE ENDS HERE")
 # The happyModel region is inside the list given to tf.keras.Sequential([...]).

@@ -31,16 +31,7 @@ SOLUTION_IDS = {
     "distribute_value": "cell-636557cd1667f01b",
     "pool_backward": "cell-46629e8e78d1ac80",
 }
-TEST_IDS = {
-    "zero_pad": "cell-65f1ed75ba39bc0a",
-    "conv_single_step": "cell-a77e63b4119ac3b9",
-    "conv_forward": "cell-429520eed87675d9",
-    "pool_forward": "cell-ae96f27f888cec37",
-    "conv_backward": "cell-ddba321326674547",
-    "create_mask_from_window": "cell-83c1f6349c3fc0ad",
-    "distribute_value": "cell-d34048b69372dc03",
-    "pool_backward": "cell-bf176d59f19c3cba",
-}
+CONV_FORWARD_TEST_ID = "cell-429520eed87675d9"  # conv_forward's test cell (a sample adds a cell after it)
 TEMPLATE = Template(HERE.parent / "template.ipynb", SOLUTION_IDS,
                     start="# YOUR CODE STARTS HERE", end="# YOUR CODE ENDS HERE")
 
@@ -260,7 +251,7 @@ def pool_forward(A_prev, hparameters, mode = "max"):
     TEMPLATE.fill(nb, "pool_forward", pasted, indent=0)
 
     # An extra cell with prints after the conv_forward tests.
-    insert_cell(nb, TEMPLATE.cell_index(nb, TEST_IDS["conv_forward"]) + 1, """
+    insert_cell(nb, TEMPLATE.cell_index(nb, CONV_FORWARD_TEST_ID) + 1, """
         print(Z.shape)
         print(cache_conv[0].shape)
         """, "extra-debug-prints")

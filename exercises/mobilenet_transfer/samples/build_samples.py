@@ -35,11 +35,6 @@ SOLUTION_IDS = {
     "alpaca_model": "cell-106ac76f39286ee3",
     "fine_tuning": "cell-5c3d1b52347cc066",
 }
-TEST_IDS = {
-    "data_augmenter": "cell-f3afa9106c3fad56",
-    "alpaca_model": "cell-f668c813eff7f3d1",
-    "fine_tuning": "cell-6f11678f0b1d5adb",
-}
 TEMPLATE = Template(HERE.parent / "template.ipynb", SOLUTION_IDS,
                     start="### START CODE HERE", end="### END CODE HERE")
 
