@@ -175,13 +175,22 @@ class DataSpec:
         script = self.root / self.make
         cache = DATA_CACHE / self.root.name / f"standin-{hashlib.sha256(script.read_bytes()).hexdigest()[:12]}"
         if not (cache / ".complete").exists():
+            import fcntl
+            import shutil
             import subprocess
             import sys
 
-            cache.mkdir(parents=True, exist_ok=True)
-            subprocess.run([sys.executable, str(script), "--out", str(cache)], check=True,
-                           stdout=subprocess.DEVNULL)
-            (cache / ".complete").touch()
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            # One maker at a time (parallel test workers, batches started together): the others
+            # wait, then find the folder complete. A folder a killed maker left half-made is redone.
+            with open(cache.parent / ".lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not (cache / ".complete").exists():
+                    shutil.rmtree(cache, ignore_errors=True)
+                    cache.mkdir()
+                    subprocess.run([sys.executable, str(script), "--out", str(cache)], check=True,
+                                   stdout=subprocess.DEVNULL)
+                    (cache / ".complete").touch()
         return cache
 
 
