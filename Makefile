@@ -36,12 +36,14 @@ demo: $(STAMP) sandbox-tools
 	@echo "results JSON in demo-results/"
 
 # Every test, the slow ones (real kernels, every sample) included.
+# pytest-xdist: one worker per core; a file's tests stay together (tests/conftest.py), each
+# exercise's samples are a group of their own.
 test: $(STAMP) sandbox-tools browser
-	$(PY) -m pytest -m "slow or not slow"
+	$(PY) -m pytest -m "slow or not slow" -n auto --dist loadgroup
 
-# The quick loop for development: no kernels.
+# The quick loop for development: no kernel, no model worker.
 test-fast: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadgroup
 
 clean:
 	rm -rf $(VENV) demo-results .pytest_cache .hypothesis

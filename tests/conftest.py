@@ -70,6 +70,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if SANDBOX_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        # With pytest-xdist (`make test`: -n auto --dist loadgroup) a file's tests stay on one
+        # worker, so its module and session fixtures (a model worker, a graded batch) are made
+        # once; a test may name a finer group itself (test_samples: one per exercise).
+        if not any(m.name == "xdist_group" for m in item.iter_markers()):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 @pytest.fixture(scope="session")

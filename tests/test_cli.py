@@ -161,6 +161,7 @@ def test_results_json_follows_the_contract(tmp_path):
     assert all("expected" in t["output"] and "on input" in t["output"] for t in failed)
 
 
+@pytest.mark.slow
 def test_library_noise_goes_to_a_log_named_at_the_end(tmp_path):
     """Loading a Keras exercise imports TensorFlow, whose start-up lines (absl's, CUDA probing on a
     CPU-only machine) are not the grader's: they go to a log file the last line names."""

@@ -117,6 +117,7 @@ def test_kinds_are_different_outlines_at_the_same_placement():
                 assert (masks[a] != masks[b]).mean() > 0.03, (a, b)
 
 
+@pytest.mark.slow
 def test_colour_alone_does_not_tell_alpacas_apart(tmp_path):
     """A classifier on each image's colour statistics is near chance; on its pixels' shape it is not the point."""
     from PIL import Image

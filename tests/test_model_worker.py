@@ -249,6 +249,7 @@ def memory_hog() -> str:
     return tf_keras.Model(inputs, x).to_json().replace('"units": 3,', '"units": 16384,')
 
 
+@pytest.mark.slow
 def test_a_model_over_its_time_or_memory_fails_its_own_request_and_the_worker_goes_on():
     """Out of time (a call, then a training) and out of memory: each request fails with the
     cause, as a Failure of the student's check; the next model is built by a fresh worker."""
@@ -332,6 +333,7 @@ with ModelWorker(WorkerSettings("bwrap", Limits(memory_mb=4096))) as worker:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare is not installed")
 def test_the_worker_works_for_a_grader_that_is_an_ordinary_user(tmp_path):
     """As uid 1000 (no cgroup, no setpriv): bwrap's own user namespace, rlimits only."""

@@ -38,7 +38,8 @@ def graded(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("exercise_name, sample", CASES, ids=[f"{n}/{s.stem}" for n, s in CASES])
+@pytest.mark.parametrize("exercise_name, sample", [
+    pytest.param(n, s, id=f"{n}/{s.stem}", marks=pytest.mark.xdist_group(f"samples-{n}")) for n, s in CASES])
 def test_sample_grades_as_expected(exercise_name, sample, graded):
     exercise = spec.load_exercise(exercise_name)
     expected = tomllib.loads((exercise.samples / "expected.toml").read_text())[sample.stem]
