@@ -64,6 +64,8 @@ class Context:
     params: Mapping[str, Any] = field(default_factory=dict)  # the spec's [params]
     files: Mapping[str, Path] = field(default_factory=dict)   # the exercise's data files (e.g. weights)
     models: Any = None   # the model worker (model_worker.ModelWorker) that builds students' Keras models
+    version: str = ""    # the published version graded (spec.Exercise.version): the worker's trusted layers
+    trusted_layers: Mapping[str, str] = field(default_factory=dict)  # that version's: class -> course module
 
 
 @dataclass(frozen=True)

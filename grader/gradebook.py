@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     timings TEXT NOT NULL DEFAULT '{}',
     environment TEXT NOT NULL DEFAULT '{}',
     settings TEXT NOT NULL DEFAULT '{}',
+    version TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (exercise, student)
 );
 CREATE TABLE IF NOT EXISTS tests (
@@ -57,7 +58,7 @@ CREATE TABLE IF NOT EXISTS tests (
 
 SUBMISSION_COLUMNS = ("exercise", "student", "submission", "content_hash", "spec_hash", "grader_version", "device",
                       "status", "score", "max_score", "error", "duration_s", "notebook_errors", "graded_at", "timings",
-                      "environment", "settings")
+                      "environment", "settings", "version")
 
 # A tests row; item '' (a gradebook written before it was recorded): TestResult takes it from the name.
 TEST_COLUMNS = ("exercise", "student", "position", "name", "score", "max_score", "status", "output", "item")
@@ -92,6 +93,8 @@ class Gradebook:
         for added in ("timings", "environment", "settings"):  # gradebooks written before these were recorded
             if added not in columns:
                 self._db.execute(f"ALTER TABLE submissions ADD COLUMN {added} TEXT NOT NULL DEFAULT '{{}}'")
+        if "version" not in columns:  # written before the graded version was recorded: ''
+            self._db.execute("ALTER TABLE submissions ADD COLUMN version TEXT NOT NULL DEFAULT ''")
         if "item" not in {row[1] for row in self._db.execute("PRAGMA table_info(tests)")}:
             self._db.execute("ALTER TABLE tests ADD COLUMN item TEXT NOT NULL DEFAULT ''")
 
@@ -118,7 +121,7 @@ class Gradebook:
         row = (exercise, result.student, result.submission, provenance.content_hash, provenance.spec_hash,
                provenance.grader_version, provenance.device, result.status, result.score, result.max_score,
                result.error, result.duration_s, json.dumps(result.notebook_errors), time.time(),
-               json.dumps(result.timings), json.dumps(result.environment), provenance.settings)
+               json.dumps(result.timings), json.dumps(result.environment), provenance.settings, result.version)
         tests = [(exercise, result.student, i, t.name, t.score, t.max_score, t.status, t.output, t.item)
                  for i, t in enumerate(result.tests)]
         self._transaction([row], tests)
@@ -142,16 +145,16 @@ class Gradebook:
         """Stored results of `exercise` (of `students`, in that order, if given)."""
         rows = self._db.execute(
             "SELECT student, submission, status, score, max_score, error, duration_s, notebook_errors, timings, "
-            "environment "
+            "environment, version "
             "FROM submissions WHERE exercise=? ORDER BY student", (exercise,)).fetchall()
         by_student = {}
-        for student, submission, status, score, max_score, error, duration, nb_errors, timings, env in rows:
+        for student, submission, status, score, max_score, error, duration, nb_errors, timings, env, version in rows:
             tests = [TestResult(*t) for t in self._db.execute(
                 "SELECT name, score, max_score, status, output, item FROM tests WHERE exercise=? AND student=? "
                 "ORDER BY position", (exercise, student))]
             by_student[student] = SubmissionResult(submission, status, score, max_score, error, tests, duration,
                                                    json.loads(nb_errors), student, json.loads(timings),
-                                                   json.loads(env))
+                                                   json.loads(env), version)
         if students is None:
             return list(by_student.values())
         return [by_student[s] for s in students if s in by_student]
@@ -188,7 +191,7 @@ def _valid_submission(row: tuple) -> bool:
     """A submissions row of SUBMISSION_COLUMNS whose fields are of their column's kind."""
     f = dict(zip(SUBMISSION_COLUMNS, row))
     texts = ("exercise", "student", "submission", "content_hash", "spec_hash", "grader_version", "device",
-             "notebook_errors", "timings", "environment", "settings")
+             "notebook_errors", "timings", "environment", "settings", "version")
     return (all(isinstance(f[k], str) for k in texts) and isinstance(f["error"], str | None)
             and f["status"] in ("graded", "ungradable")
             and all(_number(f[k]) for k in ("score", "max_score", "duration_s", "graded_at"))

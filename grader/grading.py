@@ -55,8 +55,11 @@ def grade_submission(path: Path, exercise: Exercise, settings: RunSettings | Non
         return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
                                 error=f"a different version of the assignment: {other}; this exercise grades "
                                       f"{exercise.graded_versions or 'another version'}")
-    own_worker = models is None
-    if own_worker:
+    variant = notebook.graded_variant(nb, exercise.variants)
+    if variant is not None:  # a published version graded with its own helpers, checks and trusted layers
+        exercise = exercise.as_version(variant)
+    own_worker = models is None or not _has_trusted_layers(models, exercise)
+    if own_worker:  # (also when the worker given cannot rebuild this version's own layers)
         models = model_worker_for(exercise, settings)
     try:
         return _grade(path, nb, exercise, settings, models, started)
@@ -65,12 +68,19 @@ def grade_submission(path: Path, exercise: Exercise, settings: RunSettings | Non
             models.close()
 
 
+def _has_trusted_layers(models: ModelWorker, exercise: Exercise) -> bool:
+    """Whether `models` can rebuild the graded version's own layers (true when it has none)."""
+    settings = getattr(models, "settings", None)
+    return exercise.trusted_layers is None or (settings is not None and exercise.version in settings.trusted)
+
+
 def model_worker_for(exercise: Exercise, settings: RunSettings) -> ModelWorker:
     """A model worker for `exercise`'s checks; it starts on their first model (or early, see
     _grade, for an exercise that trains models: one with a model_recipes.py), never otherwise."""
     return ModelWorker(WorkerSettings(settings.sandbox, settings.limits, exercise.recipes, settings.data,
                                       settings.files(), {**exercise.kernel_env, **device_env(settings.device)},
-                                      tuple(device_files(settings.device))))
+                                      tuple(device_files(settings.device)),
+                                      {v.name: v.trusted_layers for v in exercise.variants if v.trusted_layers}))
 
 
 def _grade(path: Path, nb, exercise: Exercise, settings: RunSettings, models: ModelWorker | None,
@@ -99,14 +109,16 @@ def _grade(path: Path, nb, exercise: Exercise, settings: RunSettings, models: Mo
                 run = kernel.run_notebook()
                 timings["notebook"] = _lap(clock)
                 clock = time.monotonic()
-                ctx = Context(settings.tolerance, settings.max_examples, data_dir, exercise.params, files, models)
+                ctx = Context(settings.tolerance, settings.max_examples, data_dir, exercise.params, files, models,
+                              exercise.version,
+                              exercise.trusted_layers.allowlist() if exercise.trusted_layers is not None else {})
                 tests: list[TestResult] = []
                 for item in exercise.items:  # a check may require one of an earlier item (Check.requires)
                     tests += _grade_item(item, exercise, kernel, run, nb, ctx, public_only, timings, earlier=tests)
                 timings["checks"] = _lap(clock)
         except KernelFault as fault:  # the kernel could not be kept alive at all
             return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
-                                    error=f"the notebook could not be run: {fault.cause}",
+                                    error=f"the notebook could not be run: {fault.cause}", version=exercise.version,
                                     duration_s=round(time.monotonic() - started, 2))
         except GraderFault as exc:  # not the notebook's doing: not graded, graded again next time
             return SubmissionResult(str(path), "ungradable", 0.0, exercise.max_score,
@@ -125,7 +137,7 @@ def _grade(path: Path, nb, exercise: Exercise, settings: RunSettings, models: Mo
                               notebook_errors=[_describe_cell(c) for c in run.errors()]
                               + [f"cell {i}: not run, the notebook's time limit was reached" for i in run.skipped]
                               + run.notes,
-                              timings=timings, environment=environment(device))
+                              timings=timings, environment=environment(device), version=exercise.version)
     return result
 
 
@@ -144,12 +156,15 @@ def _prepare(scratch: Path, exercise: Exercise, nb: nbformat.NotebookNode, data_
     workdir = scratch / "work"
     for folder in (workdir, scratch / "exchange", scratch / KERNEL_HOME):
         folder.mkdir()
-    if exercise.helpers and exercise.helpers.is_dir():
-        for helper in exercise.helpers.iterdir():
+    # The exercise's helpers, then the graded version's own (a file of the same name replaces one).
+    for folder in (exercise.helpers, *exercise.helper_overlays):
+        if folder is None or not folder.is_dir():
+            continue
+        for helper in folder.iterdir():
             if helper.is_file():
                 shutil.copy2(helper, workdir / helper.name)
             elif helper.is_dir():
-                shutil.copytree(helper, workdir / helper.name)
+                shutil.copytree(helper, workdir / helper.name, dirs_exist_ok=True)
     if exercise.data is not None and data_dir is not None:
         shutil.copytree(data_dir, workdir / exercise.data.folder, ignore=shutil.ignore_patterns(".complete"))
         for spec in exercise.data.files:
@@ -175,7 +190,7 @@ def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: Note
     `earlier`: the tests of the items graded before, whose outcomes a check may require. Each
     check's seconds go into `timings` as "test: <name>".
     """
-    checks: list[Check] = [c for c in exercise.checks.CHECKS[item.name] if c.public or not public_only]
+    checks: list[Check] = [c for c in exercise.item_checks(item.name) if c.public or not public_only]
     shares = _shares(item.points, [c.weight for c in checks])
     missing = _missing(item, kernel, run, nb)
     outcomes = {t.name: t.status for t in earlier}

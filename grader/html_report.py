@@ -31,6 +31,7 @@ _SLOWEST = 10
 # Labels that set what a submission produced apart from the grader's own words: a student's
 # exception named "All tests passed" or a printed "Score: 70/70" is shown under these, quoted.
 ERROR_LABEL = "Why (this may quote your notebook):"
+GRADED_AS = "graded as:"   # the published version of the assignment the submission was graded as
 OUTPUT_LABEL = "What the check found (values from your code are quoted as they came back):"
 NOTEBOOK_LABEL = "Your notebook raised or printed:"
 # The feedback's sections of tests that did not pass, by status: (status, heading, label).
@@ -79,6 +80,8 @@ def feedback_markdown(exercise: Exercise, result: SubmissionResult) -> str:
     out = [f"# {md_text(exercise.title)}: feedback for {md_text(student_of(result))}", ""]
     out += [f"Submission: {md_text(Path(result.submission).name)}  ",
             f"**Score: {format_score(result.score)}/{format_score(result.max_score)}**", ""]
+    if result.version:
+        out += [f"{GRADED_AS} {md_text(result.version)}", ""]
     if result.status != "graded":
         out += ["## Not graded", "", "The submission could not be graded.", "", ERROR_LABEL, "",
                 md_code_block(result.error or "unknown reason"), ""]
@@ -156,6 +159,8 @@ def feedback_html(exercise: Exercise, result: SubmissionResult) -> str:
     body = [f"<h1>{esc(exercise.title)}: feedback for {esc(who)}</h1>",
             f'<p class="sub">Submission: {esc(Path(result.submission).name)}</p>',
             f'<p class="score">Score: {esc(format_score(result.score))}/{esc(format_score(result.max_score))}</p>']
+    if result.version:
+        body.append(f'<p class="sub">{esc(GRADED_AS)} {esc(result.version)}</p>')
     if result.status != "graded":
         body += ["<h2>Not graded</h2>", "<p>The submission could not be graded.</p>",
                  f"<p>{esc(ERROR_LABEL)}</p>", _pre(result.error or "unknown reason")]

@@ -2,11 +2,13 @@
 
 Runs in a sandbox of its own (model_worker.py starts it), never in the grader's process:
 
-    python -m grader.model_server RECIPES DATA [NAME=FILE ...]
+    python -m grader.model_server [--trusted=MANIFEST] RECIPES DATA [NAME=FILE ...]
 
 RECIPES is the exercise's model_recipes.py (its RECIPES dict: training recipes), DATA the
-exercise's data folder, NAME=FILE its data files (e.g. weights=...), all read-only copies the
-grader made for this worker. Requests come on stdin and answers go out on the original stdout,
+exercise's data folder, NAME=FILE its data files (e.g. weights=...), MANIFEST (trusted.json) the
+trusted layer files of the versions the exercise grades, all read-only copies the grader made for
+this worker. A request's "version" selects that version's trusted layers (keras_models.rebuild):
+only for it are the course's own layer classes rebuilt, and only with the grader's implementation. Requests come on stdin and answers go out on the original stdout,
 in model_wire's format; anything printed (TensorFlow, Keras) goes to stderr, the worker's log.
 
 Every model is rebuilt from its description by keras_models.rebuild (the allowlist, then Keras's
@@ -85,17 +87,19 @@ def model_facts(model: Any, depth: int = 0) -> dict[str, Any]:
 class Server:
     """The worker's state: the recipes, the data's paths, and a few rebuilt models."""
 
-    def __init__(self, recipes: dict[str, Any], data: Path | None, files: dict[str, Path]):
+    def __init__(self, recipes: dict[str, Any], data: Path | None, files: dict[str, Path],
+                 trusted: dict[str, dict[str, tuple[str, type]]] | None = None):
         self.recipes, self.data, self.files = recipes, data, files
+        self.trusted = trusted or {}   # version -> keras_models.TrustedClasses
         self._models: OrderedDict[str, Any] = OrderedDict()
 
-    def _described(self, description: str) -> Any:
+    def _described(self, description: str, version: str = "") -> Any:
         """The model of `description` for its facts: rebuilt once and kept (facts only read it)."""
-        key = hashlib.sha256(description.encode()).hexdigest()
+        key = hashlib.sha256(f"{version}\0{description}".encode()).hexdigest()
         if key in self._models:
             self._models.move_to_end(key)
             return self._models[key]
-        self._models[key] = model = _rebuild(description)
+        self._models[key] = model = _rebuild(description, self.trusted.get(version, {}))
         while len(self._models) > MODEL_CACHE:
             self._models.popitem(last=False)
         return model
@@ -108,19 +112,21 @@ class Server:
         import tensorflow as tf
 
         op, description = request.get("op"), request.get("model", "")
+        version = request.get("version") if isinstance(request.get("version"), str) else ""
+        trusted = self.trusted.get(version, {})
         if op == "ping":
             return {"ok": True}
         if op == "facts":
-            return {"ok": True, "facts": model_facts(self._described(description))}
+            return {"ok": True, "facts": model_facts(self._described(description, version))}
         if op == "outputs":
             tf.keras.utils.set_random_seed(int(request.get("seed") or 0))
-            model = _rebuild(description)
+            model = _rebuild(description, trusted)
             X, training = np.asarray(request["X"]), bool(request.get("training"))
             return {"ok": True, "outputs": [np.asarray(model(X, training=training))
                                             for _ in range(int(request.get("repeat", 1)))]}
         if op == "forward":
             tf.keras.utils.set_random_seed(0)
-            model = _rebuild(description)
+            model = _rebuild(description, trusted)
             try:
                 model.set_weights(list(request["weights"]))
             except ValueError as exc:  # Keras's message goes on to print every array: its first sentence
@@ -132,17 +138,32 @@ class Server:
             if recipe is None:
                 return {"ok": False, "kind": "error", "message": f"no training recipe {request.get('recipe')!r}"}
             tf.keras.utils.set_random_seed(int(request.get("seed", 1)))
-            model = _rebuild(description)
+            model = _rebuild(description, trusted)
             scores = recipe(model, self.data, self.files, dict(request.get("params", {})))
             return {"ok": True, "scores": {str(k): float(v) for k, v in scores.items()}}
         return {"ok": False, "kind": "error", "message": f"unknown request {op!r}"}
 
 
-def _rebuild(description: str) -> Any:
+def _rebuild(description: str, trusted: dict[str, tuple[str, type]] | None = None) -> Any:
     from grader.boundary import KerasModelConfig
     from grader.keras_models import rebuild
 
-    return rebuild(KerasModelConfig(description))
+    return rebuild(KerasModelConfig(description), trusted)
+
+
+def load_trusted(manifest: str) -> dict[str, dict[str, tuple[str, type]]]:
+    """version -> {class name: (the course's module, the trusted class)} from trusted.json (see
+    model_worker.py): each version's file is loaded on its own, and only its listed classes taken."""
+    doc = json.loads(Path(manifest).read_text())
+    out: dict[str, dict[str, tuple[str, type]]] = {}
+    for n, (version, entry) in enumerate(sorted(doc.items())):
+        spec = importlib.util.spec_from_file_location(f"convgrade_trusted_layers_{n}",
+                                                      Path(manifest).parent / entry["file"])
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        out[version] = {name: (entry["module"], getattr(module, name)) for name in entry["classes"]}
+    return out
 
 
 def _first_line(exc: BaseException) -> str:
@@ -185,10 +206,13 @@ def main(argv: list[str]) -> int:
 
     del tf_keras
 
+    trusted = {}
+    while argv and argv[0].startswith("--trusted="):
+        trusted = load_trusted(argv.pop(0).split("=", 1)[1])
     tf.config.experimental.enable_tensor_float_32_execution(False)
     data = Path(argv[1]) if len(argv) > 1 and argv[1] != "-" else None
     files = {k: Path(v) for k, v in (a.split("=", 1) for a in argv[2:])}
-    server = Server(load_recipes(argv[0] if argv else "-"), data, files)
+    server = Server(load_recipes(argv[0] if argv else "-"), data, files, trusted)
     write_message(answers, {"ok": True, "ready": True, "tensorflow": tf.__version__})
     while True:
         try:

@@ -13,6 +13,8 @@ address-space limit. It sees only a folder the grader made for it before it star
 
     /convgrade/code/grader/         a copy of the grader package (its .py files)
     /convgrade/code/model_recipes.py  the exercise's training recipes (a copy)
+    /convgrade/code/trusted/N.py    the trusted layer files of the versions the exercise grades
+    /convgrade/code/trusted.json    which version's layers each is (version -> file, module, classes)
     /convgrade/data/                a copy of the exercise's data folder
     /convgrade/files/NAME           a copy of each data file (e.g. the pretrained weights)
 
@@ -27,6 +29,7 @@ early (start()) so that its import overlaps the notebook's run.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import select
 import shutil
@@ -46,7 +49,7 @@ from . import cgroups, seccomp
 from .model_wire import Closed, TimedOut, WireError, encode, read_message
 from .sandbox import NOBODY, bind_args, check_available, kernel_environment, python_roots, rlimit_args, system_args
 from .scratch import remove_tree
-from .spec import Limits
+from .spec import Limits, TrustedLayers
 
 GRADER = Path(__file__).resolve().parent
 INSIDE = Path("/convgrade")
@@ -96,6 +99,7 @@ class WorkerSettings:
     files: Mapping[str, Path] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)    # e.g. TF_USE_LEGACY_KERAS, the device's
     devices: tuple[str, ...] = ()              # device nodes (a GPU's)
+    trusted: Mapping[str, TrustedLayers] = field(default_factory=dict)  # version -> its trusted layers
 
 
 class ModelWorker:
@@ -133,6 +137,17 @@ class ModelWorker:
         if s.recipes is not None:
             shutil.copyfile(s.recipes, code / "model_recipes.py")
             os.chmod(code / "model_recipes.py", 0o644)
+        manifest = {}
+        if s.trusted:
+            (code / "trusted").mkdir(mode=0o755)
+            os.chmod(code / "trusted", 0o755)
+        for n, (version, layers) in enumerate(sorted(s.trusted.items())):
+            shutil.copyfile(layers.file, code / "trusted" / f"{n}.py")
+            os.chmod(code / "trusted" / f"{n}.py", 0o644)
+            manifest[version] = {"file": f"trusted/{n}.py", "module": layers.module, "classes": list(layers.classes)}
+        if manifest:
+            (code / "trusted.json").write_text(json.dumps(manifest))
+            os.chmod(code / "trusted.json", 0o644)
         (folder / "data").mkdir(mode=0o755)
         if s.data is not None:
             _copy_tree(s.data, folder / "data" / "d")
@@ -156,6 +171,7 @@ class ModelWorker:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self._env = env
         command = [sys.executable, "-m", "grader.model_server",
+                   *([f"--trusted={root / 'code' / 'trusted.json'}"] if manifest else []),
                    str(root / "code" / "model_recipes.py") if s.recipes is not None else "-",
                    str(root / "data" / "d") if s.data is not None else "-",
                    *(f"{name}={root / 'files' / name}" for name in sorted(s.files))]
@@ -413,8 +429,9 @@ class RemoteModel:
     """
 
     def __init__(self, worker: ModelWorker, description: str, where: str,
-                 failure: type[Exception] | None = None, fault: type[Exception] | None = None):
+                 failure: type[Exception] | None = None, fault: type[Exception] | None = None, version: str = ""):
         self.worker, self.description, self.where = worker, description, where
+        self.version = version   # the published version graded: the worker rebuilds its own layers (trusted)
         self.failure, self.fault = failure, fault
         self._facts: ModelFacts | None = None
 
@@ -423,7 +440,7 @@ class RemoteModel:
 
     def _ask(self, message: dict[str, Any], what: str, timeout: float | None = None) -> dict[str, Any]:
         try:
-            return self.worker.request({**message, "model": self.description},
+            return self.worker.request({**message, "model": self.description, "version": self.version},
                                        timeout=timeout or self.worker.limits.call_timeout, what=what)
         except ModelRefused as exc:
             text = str(exc)

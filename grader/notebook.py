@@ -6,7 +6,9 @@ import json
 import os
 import re
 import stat
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
@@ -117,5 +119,16 @@ def defining_cells(nb: nbformat.NotebookNode, name: str) -> list[int]:
 def other_version(nb: nbformat.NotebookNode, versions: "tuple[tuple[str, re.Pattern[str]], ...]") -> str | None:
     """The name of the first of `versions` (name, pattern) whose pattern occurs in the notebook's
     code (e.g. the definition of a graded function with another version's signature), or None."""
-    code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code" and isinstance(cell.source, str))
+    code = _code(nb)
     return next((name for name, pattern in versions if pattern.search(code)), None)
+
+
+def graded_variant(nb: nbformat.NotebookNode, variants: Sequence[Any]) -> Any | None:
+    """The first of `variants` (spec.Version: a published version the exercise grades besides its
+    main one) whose recognition the notebook's code meets (Version.matches), or None: the main one."""
+    code = _code(nb)
+    return next((v for v in variants if v.matches(code)), None)
+
+
+def _code(nb: nbformat.NotebookNode) -> str:
+    return "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code" and isinstance(cell.source, str))

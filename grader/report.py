@@ -46,6 +46,7 @@ STATUS_LABELS = {"failed": OUTPUT_LABEL,
                  "error": "this check could not be run (0 points; the other checks ran); why (quoted):",
                  "skipped": "not checked (0 points): a check it needs did not pass:"}
 NOTEBOOK_LABEL = "your notebook raised or printed:"
+GRADED_AS = "graded as:"   # the published version of the assignment the submission was graded as
 
 
 def _quoted(text: str, indent: str) -> list[str]:
@@ -60,6 +61,8 @@ def feedback_text(result: SubmissionResult) -> str:
     starts with "| ".
     """
     lines = [f"{student_of(result)!r} scored {format_score(result.score)}/{format_score(result.max_score)}"]
+    if result.version:  # the spec's name of the version, not student text
+        lines.append(f"  {GRADED_AS} {result.version}")
     if result.error:
         lines.append(f"  {ERROR_LABEL}")
         lines.extend(_quoted(result.error, "    "))

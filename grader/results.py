@@ -57,6 +57,7 @@ class SubmissionResult:
     student: str = ""                 # who submitted it (batch grading derives it from the path)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: kernel_start, notebook, checks, "test: <name>"
     environment: dict[str, str] = field(default_factory=dict)  # device and versions it was graded with
+    version: str = ""                 # the published version of the assignment it was graded as ("": the only one)
 
     def item_scores(self) -> dict[str, tuple[float, float]]:
         """score/max per graded item (TestResult.item)."""

@@ -14,7 +14,7 @@ import os
 import re
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Mapping
@@ -210,6 +210,40 @@ def _data_spec(root: Path, doc: dict[str, Any]) -> DataSpec:
 
 
 @dataclass(frozen=True)
+class TrustedLayers:
+    """Layer classes a published version's own helper file defines (e.g. the 2024 resnets_utils.py's
+    BatchNormalization), which the grader rebuilds with its trusted implementation: `classes`
+    named in a model description with module `module` are built from the exercise's file `file`
+    (which defines each class under that name), never from the student's code."""
+
+    file: Path
+    module: str
+    classes: tuple[str, ...]
+
+    def allowlist(self) -> dict[str, str]:
+        """class name -> the module a description must name for it (boundary.check_description)."""
+        return {name: self.module for name in self.classes}
+
+
+@dataclass(frozen=True)
+class Version:
+    """A published version of the assignment that the exercise grades besides its main one
+    ([[versions.graded_variant]]): recognised from the notebook's code (every `recognised_by`
+    pattern occurs, no `unless` pattern does), graded with its own helper files (overlaid on the
+    exercise's), its checks (checks.py's VERSION_CHECKS[name], else CHECKS) and trusted layers."""
+
+    name: str
+    description: str
+    recognised_by: tuple[re.Pattern[str], ...]
+    unless: tuple[re.Pattern[str], ...] = ()
+    helpers: Path | None = None
+    trusted_layers: TrustedLayers | None = None
+
+    def matches(self, code: str) -> bool:
+        return all(p.search(code) for p in self.recognised_by) and not any(p.search(code) for p in self.unless)
+
+
+@dataclass(frozen=True)
 class Exercise:
     name: str
     root: Path
@@ -231,6 +265,21 @@ class Exercise:
     graded_versions: str              # [versions] graded: the published versions it grades, in words
     other_versions: tuple             # [[versions.not_graded]]: (name, compiled pattern) of those it does not
     checks: ModuleType = field(repr=False, compare=False)
+    version: str = ""                 # the version graded: [versions] name, or a graded variant's (as_version)
+    variants: tuple[Version, ...] = ()   # [[versions.graded_variant]]: the other versions it grades
+    helper_overlays: tuple[Path, ...] = ()   # the graded version's helper folders, copied over `helpers`
+    trusted_layers: TrustedLayers | None = None   # the graded version's (as_version)
+
+    def as_version(self, variant: Version) -> "Exercise":
+        """This exercise as it grades `variant`: its name, helpers, trusted layers and checks."""
+        return replace(self, version=variant.name, trusted_layers=variant.trusted_layers,
+                       helper_overlays=(variant.helpers,) if variant.helpers is not None else ())
+
+    def item_checks(self, item: str) -> list:
+        """The checks of `item` for the version graded: checks.py's VERSION_CHECKS[version][item] if
+        it has that version, else CHECKS[item]."""
+        table = getattr(self.checks, "VERSION_CHECKS", {}).get(self.version) or self.checks.CHECKS
+        return table[item]
 
     def tolerance_for(self, device: str) -> Tolerance:
         return self.device_tolerance.get(device, self.tolerance)
@@ -289,6 +338,17 @@ def load_exercise(name: str, exercises_dir: Path | Sequence[Path] = EXERCISES_DI
     if problems:
         raise SpecError(f"{root}/checks.py: a check's requires= is wrong: " + "; ".join(problems))
     helpers = root / meta["helpers"] if "helpers" in meta else None
+    versions = doc.get("versions", {})
+    variants = _variants(root, spec_path, versions.get("graded_variant", []))
+    by_version = getattr(checks, "VERSION_CHECKS", {})
+    if not isinstance(by_version, dict) or not set(by_version) <= {v.name for v in variants}:
+        raise SpecError(f"{root}/checks.py: VERSION_CHECKS must be a dict keyed by the names of "
+                        "[[versions.graded_variant]]")
+    for table in by_version.values():
+        _check_checks(root / meta.get("checks", "checks.py"), table, items)
+        problems = requirement_problems([i.name for i in items], table)
+        if problems:
+            raise SpecError(f"{root}/checks.py: a check's requires= is wrong: " + "; ".join(problems))
     template = root / meta["template"] if "template" in meta else None
     return Exercise(
         name=root.name,
@@ -311,7 +371,57 @@ def load_exercise(name: str, exercises_dir: Path | Sequence[Path] = EXERCISES_DI
         graded_versions=str(doc.get("versions", {}).get("graded", "")),
         other_versions=_other_versions(spec_path, doc.get("versions", {}).get("not_graded", [])),
         checks=checks,
+        version=str(versions.get("name", "")),
+        variants=variants,
     )
+
+
+def _patterns(spec_path: Path, label: str, value: object) -> tuple[re.Pattern[str], ...]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise SpecError(f"{spec_path}: {label} must be a pattern or a list of patterns")
+    try:
+        return tuple(re.compile(v, re.MULTILINE) for v in values)
+    except re.error as exc:
+        raise SpecError(f"{spec_path}: {label}: not a valid pattern ({exc})") from None
+
+
+_VARIANT_KEYS = frozenset({"name", "description", "recognised_by", "unless", "helpers", "trusted_layers"})
+
+
+def _variants(root: Path, spec_path: Path, entries: object) -> tuple[Version, ...]:
+    """[[versions.graded_variant]]: name, description, recognised_by (a pattern or list: all must
+    occur in the notebook's code), unless (none may), helpers (a folder of the exercise, copied over
+    its helpers), trusted_layers = {file, module, classes}."""
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise SpecError(f"{spec_path}: [[versions.graded_variant]] must be tables")
+    out: list[Version] = []
+    for entry in entries:
+        label = f"[[versions.graded_variant]] {entry.get('name', '?')}"
+        extra = sorted(set(entry) - _VARIANT_KEYS)
+        if extra:
+            raise SpecError(f"{spec_path}: {label}: unknown key {', '.join(extra)} (known: {', '.join(sorted(_VARIANT_KEYS))})")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip() or "recognised_by" not in entry:
+            raise SpecError(f"{spec_path}: {label} needs a name and recognised_by")
+        helpers = None
+        if "helpers" in entry:
+            helpers = root / str(entry["helpers"])
+            if not helpers.is_dir():
+                raise SpecError(f"{spec_path}: {label}: helpers {entry['helpers']}: no such folder in the exercise")
+        trusted = None
+        if "trusted_layers" in entry:
+            t = entry["trusted_layers"]
+            if not (isinstance(t, dict) and set(t) == {"file", "module", "classes"} and isinstance(t["module"], str)
+                    and isinstance(t["classes"], list) and all(isinstance(c, str) for c in t["classes"])
+                    and (root / str(t["file"])).is_file()):
+                raise SpecError(f"{spec_path}: {label}: trusted_layers needs exactly file (a file of the exercise), "
+                                "module and classes")
+            trusted = TrustedLayers(root / str(t["file"]), t["module"], tuple(t["classes"]))
+        out.append(Version(name, str(entry.get("description", name)),
+                           _patterns(spec_path, f"{label} recognised_by", entry["recognised_by"]),
+                           _patterns(spec_path, f"{label} unless", entry.get("unless", [])), helpers, trusted))
+    return tuple(out)
 
 
 def _other_versions(spec_path: Path, entries: list) -> tuple:
@@ -351,7 +461,7 @@ _TABLES: dict[str, frozenset[str] | None] = {
     "property": frozenset({"max_examples"}),
     "device": frozenset({"requires_gpu"}),
     "params": None,
-    "versions": frozenset({"graded", "not_graded"}),
+    "versions": frozenset({"graded", "name", "not_graded", "graded_variant"}),
 }
 LIMITS_MAY_BE_ZERO = frozenset({"max_restarts"})   # the limits that may be 0; the others are positive
 

@@ -19,6 +19,9 @@ Faithful course quirks, kept on purpose (they are what students' models do):
   batch statistics even in ``predict``/``evaluate``. Stage 1's BatchNormalization gets no
   ``training`` argument (Keras' learning phase decides).
 * Convolutions keep Keras' default bias (``use_bias=True``), although BatchNormalization follows.
+* ``batch_norm`` (every function): the class of the BatchNormalization layers, called as
+  ``batch_norm(axis=3)``: Keras's by default; the 2024 course version's own layer (epsilon 1e-6,
+  momentum 0.9, batch statistics from tf.nn.moments when training) for that version.
 * Every convolution uses ``initializer(seed=0)`` (or ``glorot_uniform(seed=0)``). Seeded
   initializers are stateless in Keras >= 2.15 (tf_keras included), so equal-shaped kernels start out
   equal (e.g. a conv block's third and shortcut convolutions in stage 2, and the same convolution of
@@ -63,8 +66,8 @@ STAGES: tuple[tuple[tuple[int, int, int], int, int], ...] = (
 )
 
 
-def _bn(X: Any, training: Any) -> Any:
-    return BatchNormalization(axis=3)(X, training=training)
+def _bn(X: Any, training: Any, batch_norm: Callable[..., Any]) -> Any:
+    return batch_norm(axis=3)(X, training=training)
 
 
 def identity_block(
@@ -73,6 +76,7 @@ def identity_block(
     filters: Sequence[int],
     training: Any = True,
     initializer: Initializer = random_uniform,
+    batch_norm: Callable[..., Any] = BatchNormalization,
 ) -> Any:
     """The course's identity block: three convolutions (1x1 valid, fxf same, 1x1 valid), each
     followed by BatchNormalization (the first two also by ReLU), then Add()([X, X_shortcut]) and ReLU.
@@ -84,15 +88,15 @@ def identity_block(
     X_shortcut = X
 
     X = Conv2D(F1, kernel_size=1, strides=(1, 1), padding="valid", kernel_initializer=initializer(seed=0))(X)
-    X = _bn(X, training)
+    X = _bn(X, training, batch_norm)
     X = Activation("relu")(X)
 
     X = Conv2D(F2, kernel_size=f, strides=(1, 1), padding="same", kernel_initializer=initializer(seed=0))(X)
-    X = _bn(X, training)
+    X = _bn(X, training, batch_norm)
     X = Activation("relu")(X)
 
     X = Conv2D(F3, kernel_size=1, strides=(1, 1), padding="valid", kernel_initializer=initializer(seed=0))(X)
-    X = _bn(X, training)
+    X = _bn(X, training, batch_norm)
 
     X = Add()([X, X_shortcut])
     return Activation("relu")(X)
@@ -105,6 +109,7 @@ def convolutional_block(
     s: int = 2,
     training: Any = True,
     initializer: Initializer = glorot_uniform,
+    batch_norm: Callable[..., Any] = BatchNormalization,
 ) -> Any:
     """The course's convolutional block: the identity block's main path with stride (s, s) on its
     first 1x1 convolution, and a shortcut Conv2D(F3, 1x1, stride (s, s), valid) -> BatchNormalization;
@@ -120,44 +125,49 @@ def convolutional_block(
     X_shortcut = X
 
     X = Conv2D(F1, kernel_size=1, strides=(s, s), padding="valid", kernel_initializer=initializer(seed=0))(X)
-    X = _bn(X, training)
+    X = _bn(X, training, batch_norm)
     X = Activation("relu")(X)
 
     X = Conv2D(F2, kernel_size=f, strides=(1, 1), padding="same", kernel_initializer=initializer(seed=0))(X)
-    X = _bn(X, training)
+    X = _bn(X, training, batch_norm)
     X = Activation("relu")(X)
 
     X = Conv2D(F3, kernel_size=1, strides=(1, 1), padding="valid", kernel_initializer=initializer(seed=0))(X)
-    X = _bn(X, training)
+    X = _bn(X, training, batch_norm)
 
     X_shortcut = Conv2D(
         F3, kernel_size=1, strides=(s, s), padding="valid", kernel_initializer=initializer(seed=0)
     )(X_shortcut)
-    X_shortcut = _bn(X_shortcut, training)
+    X_shortcut = _bn(X_shortcut, training, batch_norm)
 
     X = Add()([X, X_shortcut])
     return Activation("relu")(X)
 
 
-def ResNet50(input_shape: tuple[int, int, int] = (64, 64, 3), classes: int = 6) -> tf_keras.Model:
+def ResNet50(input_shape: tuple[int, int, int] = (64, 64, 3), classes: int = 6,
+             batch_norm: Callable[..., Any] = BatchNormalization) -> tf_keras.Model:
     """The course's ResNet50 (177 layers), an uncompiled functional tf_keras Model.
 
     ZeroPadding2D((3,3)) -> Conv2D(64, 7x7, s2) -> BN -> ReLU -> MaxPooling2D((3,3), s2), then the
     four stages of ``STAGES`` (a convolutional block and identity blocks, f=3, default
     ``training=True`` as in the course), AveragePooling2D((2,2)) -> Flatten -> Dense(softmax).
+
+    batch_norm: the normalisation layer class (here and in the blocks): Keras's (v1 2021 to v3
+    2023), or the 2024 version's own layer (exercises/resnet50/trusted_layers_2024.py), so that
+    the 2024 notebooks are compared with a reference that normalises as theirs does.
     """
     X_input = Input(input_shape)
     X = ZeroPadding2D((3, 3))(X_input)
 
     X = Conv2D(64, (7, 7), strides=(2, 2), kernel_initializer=glorot_uniform(seed=0))(X)
-    X = BatchNormalization(axis=3)(X)
+    X = batch_norm(axis=3)(X)
     X = Activation("relu")(X)
     X = MaxPooling2D((3, 3), strides=(2, 2))(X)
 
     for filters, s, n_identity in STAGES:
-        X = convolutional_block(X, f=3, filters=list(filters), s=s)
+        X = convolutional_block(X, f=3, filters=list(filters), s=s, batch_norm=batch_norm)
         for _ in range(n_identity):
-            X = identity_block(X, 3, list(filters))
+            X = identity_block(X, 3, list(filters), batch_norm=batch_norm)
 
     X = AveragePooling2D((2, 2))(X)
     X = Flatten()(X)

@@ -36,7 +36,7 @@ class Kernel:
 
 
 def grade(checks: dict[str, list[Check]], item: Item, earlier=(), kernel=None, public_only: bool = False):
-    exercise = SimpleNamespace(checks=SimpleNamespace(CHECKS=checks))
+    exercise = SimpleNamespace(checks=SimpleNamespace(CHECKS=checks), item_checks=checks.__getitem__)
     run = SimpleNamespace(cells=[], skipped=[])
     return _grade_item(item, exercise, kernel or Kernel(), run, nbformat.v4.new_notebook(), None,
                        public_only=public_only, earlier=earlier)

@@ -30,7 +30,7 @@ class EveryNameDefined:
 
 
 def grade(checks: dict[str, list[Check]], item: Item):
-    exercise = SimpleNamespace(checks=SimpleNamespace(CHECKS=checks))
+    exercise = SimpleNamespace(checks=SimpleNamespace(CHECKS=checks), item_checks=checks.__getitem__)
     return _grade_item(item, exercise, EveryNameDefined(), run=None, nb=None, ctx=None)
 
 

@@ -214,3 +214,102 @@ def test_a_layer_left_trainable_none_is_rebuilt_frozen_as_keras_had_it():
     rebuilt = rebuild(boundary.KerasModelConfig(text))
     assert [layer.trainable for layer in rebuilt.layers] == [False, True, True]
     assert len(rebuilt.trainable_weights) == 2
+
+
+# -- a published version's own layer class (resnet50's 2024 BatchNormalization) --------------------
+def trusted_layers_2024():
+    """exercises/resnet50/trusted_layers_2024.py, the grader's implementation of the 2024 layer."""
+    import importlib.util
+
+    from grader.spec import EXERCISES_DIR
+
+    spec = importlib.util.spec_from_file_location("test_trusted_layers_2024",
+                                                  EXERCISES_DIR / "resnet50" / "trusted_layers_2024.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class StudentBatchNormalization(tf_keras.layers.Layer):
+    """A student's `resnets_utils.BatchNormalization` that computes something else (x * 1000): the
+    grader must never run it, only its own implementation of the class the description names."""
+
+    __module__ = "resnets_utils"
+
+    def __init__(self, axis=-1, momentum=0.9, name=None, synchronized=False, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.axis, self.momentum = axis, momentum
+
+    def call(self, inputs, training=None):
+        return inputs * 1000.0
+
+
+StudentBatchNormalization.__name__ = StudentBatchNormalization.__qualname__ = "BatchNormalization"
+
+
+def course_layer_model() -> str:
+    inp = tf_keras.Input((4, 4, 2))
+    x = tf_keras.layers.Conv2D(3, 1, kernel_initializer=tf_keras.initializers.GlorotUniform(seed=0))(inp)
+    return tf_keras.Model(inp, StudentBatchNormalization(axis=3)(x, training=True)).to_json()
+
+
+def test_the_course_layer_is_described_with_its_module_and_refused_without_its_version():
+    text = course_layer_model()
+    assert '"module": "resnets_utils"' in text and '"class_name": "BatchNormalization"' in text
+    with pytest.raises(UnsafeModel, match="module resnets_utils"):
+        check_description(text)
+    with pytest.raises(UnsafeModel, match="module resnets_utils"):
+        rebuild(boundary.KerasModelConfig(text))
+    check_description(text, {"BatchNormalization": "resnets_utils"})
+
+
+def test_the_course_layer_is_rebuilt_with_the_graders_implementation_never_the_students():
+    trusted = trusted_layers_2024().BatchNormalization
+    model = rebuild(boundary.KerasModelConfig(course_layer_model()), {"BatchNormalization": ("resnets_utils", trusted)})
+    layer = model.layers[-1]
+    assert isinstance(layer, trusted) and type(layer).__name__ == "BatchNormalization" and layer.axis == 3
+    X = np.random.RandomState(0).rand(2, 4, 4, 2).astype(np.float32)
+    out = np.asarray(model(X, training=True))
+    h = np.asarray(model.layers[1](X))
+    expected = (h - h.mean(axis=(0, 1, 2))) / np.sqrt(h.var(axis=(0, 1, 2)) + 1e-6)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)   # not x * 1000
+
+
+@pytest.mark.parametrize("edit, refused", [
+    # a class the version does not list, though from the course's module
+    (('"class_name": "BatchNormalization"', '"class_name": "Evil"'), "Evil"),
+    # the listed class, but from another module than the course's
+    (('"module": "resnets_utils"', '"module": "os"'), "module os"),
+    # the listed class and module, registered under another name
+    (('"registered_name": "BatchNormalization"', '"registered_name": "os.system"'), "registered as os.system"),
+])
+def test_a_custom_class_off_the_versions_allowlist_is_refused(edit, refused):
+    text = course_layer_model()
+    assert edit[0] in text, edit[0]
+    trusted = {"BatchNormalization": ("resnets_utils", trusted_layers_2024().BatchNormalization)}
+    with pytest.raises(UnsafeModel, match=re.escape(refused)):
+        rebuild(boundary.KerasModelConfig(text.replace(edit[0], edit[1], 1)), trusted)
+
+
+def test_the_worker_registers_a_versions_layers_for_that_version_only(tmp_path):
+    """The model worker's files hold each version's trusted layers (a copy, with a manifest), and a
+    request rebuilds the course's class only when it names that version."""
+    from grader.model_server import Server, load_trusted
+    from grader.model_worker import ModelWorker, WorkerSettings
+    from grader.spec import Limits, load_exercise
+
+    variant = load_exercise("resnet50").variants[0]
+    worker = ModelWorker(WorkerSettings("none", Limits(), trusted={variant.name: variant.trusted_layers}))
+    try:
+        argument = next(a for a in worker.command() if a.startswith("--trusted="))
+        trusted = load_trusted(argument.split("=", 1)[1])
+    finally:
+        worker.close()
+    assert set(trusted) == {"2024"} and set(trusted["2024"]) == {"BatchNormalization"}
+    server = Server({}, None, {}, trusted)
+    facts = server.handle({"op": "facts", "model": course_layer_model(), "version": "2024"})["facts"]
+    assert [layer["class"] for layer in facts["layers"]] == ["InputLayer", "Conv2D", "BatchNormalization"]
+    assert facts["counts"] == {"total": 9 + 12, "trainable": 9 + 6, "non-trainable": 6}
+    for version in ("", "2021-2023"):
+        with pytest.raises(UnsafeModel, match="module resnets_utils"):
+            server.handle({"op": "facts", "model": course_layer_model(), "version": version})

@@ -566,3 +566,114 @@ def test_first_difference_on_the_full_resnet50(resnet, resnet_summary):
     message = first_difference(summary(without_layer(resnet, bn)), resnet_summary)
     assert message.startswith(f"layer {bn} of 177: expected a BatchNormalization layer, got Activation")
     assert message.endswith("(the model has 176 layers, expected 177)")
+
+
+# -- the 2024 version's own BatchNormalization (exercises/resnet50/trusted_layers_2024.py) ----------
+# Oracle: the formula of docs/course_facts.md §4.1 ("Later variant with the course's own
+# BatchNormalization") computed in NumPy (float64), and the course's parameter counts.
+def course_bn_2024():
+    import importlib.util
+
+    from grader.spec import EXERCISES_DIR
+
+    spec = importlib.util.spec_from_file_location("test_ref_trusted_layers_2024",
+                                                  EXERCISES_DIR / "resnet50" / "trusted_layers_2024.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.BatchNormalization
+
+
+@pytest.mark.parametrize("shape, axes", [((3, 4, 5, 6), (0, 1, 2)), ((7, 6), (0,))])
+def test_the_2024_batch_normalization_follows_the_course_formula(shape, axes):
+    rng = np.random.RandomState(3)
+    X = (rng.randn(*shape) * 2 + 0.5).astype(np.float32)
+    layer = course_bn_2024()(axis=-1)
+    layer.build(X.shape)
+    gamma, beta = rng.rand(6) + 0.5, rng.randn(6)
+    old_mean, old_var = rng.randn(6), rng.rand(6) + 0.5
+    layer.set_weights([w.astype(np.float32) for w in (beta, gamma, old_mean, old_var)])
+    assert [w.name.split("/")[-1].split(":")[0] for w in layer.weights] == ["beta", "gamma", "moving_mean",
+                                                                           "moving_variance"]
+    assert [w.trainable for w in layer.weights] == [True, True, False, False]
+
+    x = X.astype(np.float64)
+    # inference: the moving statistics, epsilon 1e-6
+    np.testing.assert_allclose(np.asarray(layer(X, training=False)),
+                               gamma * (x - old_mean) / np.sqrt(old_var + 1e-6) + beta, rtol=1e-5, atol=1e-5)
+    # training: the batch's statistics (population variance), and the moving ones updated with momentum 0.9
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    np.testing.assert_allclose(np.asarray(layer(X, training=True)),
+                               gamma * (x - mean) / np.sqrt(var + 1e-6) + beta, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), old_mean * 0.9 + mean * 0.1, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), old_var * 0.9 + var * 0.1, rtol=1e-5, atol=1e-6)
+
+
+def test_the_2024_batch_normalization_is_not_keras_s():
+    """Keras's layer (epsilon 1e-3) gives other numbers on the same weights: the 2024 notebooks need
+    their own reference."""
+    X = np.random.RandomState(0).rand(2, 3, 3, 4).astype(np.float32) * 0.01
+    ours = np.asarray(course_bn_2024()(axis=3)(X, training=True))
+    keras = np.asarray(tf_keras.layers.BatchNormalization(axis=3)(X, training=True))
+    assert not np.allclose(ours, keras, rtol=1e-4, atol=1e-5)
+
+
+def test_the_2024_resnet50_has_the_course_counts_and_summary(resnet_summary):
+    model = ref.ResNet50(input_shape=(64, 64, 3), classes=6, batch_norm=course_bn_2024())
+    assert weight_counts(model) == (COURSE_TOTAL, COURSE_TRAINABLE, COURSE_NON_TRAINABLE)
+    assert first_difference(summary(model), resnet_summary) is None
+    assert Counter(type(layer).__name__ for layer in model.layers) == COURSE_CLASS_COUNTS
+    # described as the course's own class, so it crosses to the model worker as a student's does
+    described = [layer for layer in json.loads(model.to_json())["config"]["layers"]
+                 if layer["class_name"] == "BatchNormalization"]
+    assert len(described) == 53 and {layer["module"] for layer in described} == {"resnets_utils"}
+
+
+def test_the_2024_blocks_normalise_with_the_2024_layer():
+    """identity_block with training=False: the moving statistics are 0 / 1, so each
+    BatchNormalization divides by sqrt(1 + epsilon): 1e-6 for 2024, 1e-3 for Keras's."""
+    X = course_input()
+    init = lambda seed=0: constant(value=1)  # noqa: E731
+    keras = ref.identity_block(X, 2, [4, 4, 3], training=False, initializer=init).numpy()
+    ours = ref.identity_block(X, 2, [4, 4, 3], training=False, initializer=init, batch_norm=course_bn_2024()).numpy()
+
+    def block(eps: float) -> np.ndarray:  # constant-1 kernels, zero biases, BN = x / sqrt(1 + eps)
+        s = 1 / np.sqrt(1 + eps)
+        x = X.astype(np.float64)
+        a = np.maximum(x.sum(axis=3, keepdims=True).repeat(4, 3) * s, 0)               # 1x1 conv, 4 filters
+        p = np.pad(a, ((0, 0), (0, 1), (0, 1), (0, 0)))                                   # 2x2 'same'
+        b = sum(p[:, i:i + 4, j:j + 4, :] for i in (0, 1) for j in (0, 1)).sum(axis=3, keepdims=True)
+        b = np.maximum(b.repeat(4, 3) * s, 0)
+        c = b.sum(axis=3, keepdims=True).repeat(3, 3) * s
+        return np.maximum(c + x, 0)
+
+    np.testing.assert_allclose(keras, block(1e-3), rtol=1e-5)
+    np.testing.assert_allclose(ours, block(1e-6), rtol=1e-5)
+
+
+def _helper_2024(name: str):
+    import importlib.util
+
+    from grader.spec import EXERCISES_DIR
+
+    spec = importlib.util.spec_from_file_location(f"test_helpers_2024_{name}",
+                                                  EXERCISES_DIR / "resnet50" / "helpers_2024" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_2024_helpers_layer_passes_the_2024_public_tests_and_keras_s_does_not(capsys):
+    """The kernel's 2024 resnets_utils.BatchNormalization (what the notebook runs) computes as the
+    trusted layer does: blocks built with it pass the 2024 public tests, whose numbers differ from
+    the 2021 ones (so a correct 2024 notebook's test cells do not raise)."""
+    from functools import partial
+
+    layer = _helper_2024("resnets_utils").BatchNormalization
+    tests = _helper_2024("public_tests")
+    tests.identity_block_test(partial(ref.identity_block, batch_norm=layer))
+    tests.convolutional_block_test(partial(ref.convolutional_block, batch_norm=layer))
+    assert capsys.readouterr().out.count("All tests passed") == 2
+    with pytest.raises(AssertionError, match="Wrong values"):
+        tests.identity_block_test(ref.identity_block)
+    with pytest.raises(AssertionError, match="Wrong values"):
+        tests.convolutional_block_test(ref.convolutional_block)

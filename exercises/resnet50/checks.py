@@ -9,7 +9,9 @@ phase for 2023 ones, as the 2023 tests did.
 
 from __future__ import annotations
 
-from functools import lru_cache
+import importlib.util
+from functools import lru_cache, partial
+from pathlib import Path
 
 import numpy as np
 from hypothesis import strategies as st
@@ -30,14 +32,24 @@ def _factory(value):
     return initializer(value.class_name, **value.config) if isinstance(value, KerasInitializer) else value
 
 
-def ref_identity_block(X, f, filters, training=True, initializer=None):
+def ref_identity_block(X, f, filters, training=True, initializer=None, batch_norm=ref.BatchNormalization):
     kwargs = {"initializer": _factory(initializer)} if initializer is not None else {}
-    return ref.identity_block(X, f, list(filters), training=training, **kwargs).numpy()
+    return ref.identity_block(X, f, list(filters), training=training, batch_norm=batch_norm, **kwargs).numpy()
 
 
-def ref_convolutional_block(X, f, filters, s=2, training=True, initializer=None):
+def ref_convolutional_block(X, f, filters, s=2, training=True, initializer=None, batch_norm=ref.BatchNormalization):
     kwargs = {"initializer": _factory(initializer)} if initializer is not None else {}
-    return ref.convolutional_block(X, f, list(filters), s=s, training=training, **kwargs).numpy()
+    return ref.convolutional_block(X, f, list(filters), s=s, training=training, batch_norm=batch_norm,
+                                   **kwargs).numpy()
+
+
+def _trusted_layers_2024():
+    """exercises/resnet50/trusted_layers_2024.py (the 2024 version's BatchNormalization, trusted)."""
+    path = Path(__file__).resolve().parent / "trusted_layers_2024.py"
+    spec = importlib.util.spec_from_file_location("convgrade_exercises.resnet50.trusted_layers_2024", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _course_identity(f, filters, training) -> Case:
@@ -67,14 +79,14 @@ def convolutional_cases(draw) -> Case:
                 names=("X", "f", "filters"))
 
 
-@lru_cache(maxsize=1)
-def reference_model():
-    """One reference model for structure and counts (not trained: never mutated)."""
-    return ref.ResNet50(input_shape=(64, 64, 3), classes=6)
+@lru_cache(maxsize=2)
+def reference_model(batch_norm=ref.BatchNormalization):
+    """One reference model per normalisation for structure and counts (not trained: never mutated)."""
+    return ref.ResNet50(input_shape=(64, 64, 3), classes=6, batch_norm=batch_norm)
 
 
-def fresh_reference_model():
-    return ref.ResNet50(input_shape=(64, 64, 3), classes=6)
+def fresh_reference_model(batch_norm=ref.BatchNormalization):
+    return ref.ResNet50(input_shape=(64, 64, 3), classes=6, batch_norm=batch_norm)
 
 
 MODEL_CASE = Case((), {"input_shape": (64, 64, 3), "classes": 6})
@@ -82,32 +94,47 @@ MODEL_CASE = Case((), {"input_shape": (64, 64, 3), "classes": 6})
 PHASE = "__convgrade_with_phase__"   # the kernel-side adapter of kernel_prelude.py
 FORWARD_INPUT = np.random.RandomState(0).rand(4, 64, 64, 3).astype(np.float32)
 
-CHECKS: dict[str, list[Check]] = {
-    "identity_block": [
-        Check("course examples", public=True, run=agrees_with_reference(
-            "identity_block", ref_identity_block,
-            fixed(_course_identity(2, [4, 4, 3], False), _course_identity(3, [3, 3, 3], True),
-                  _course_identity(2, [3, 3, 3], True)), output="A", through=PHASE)),
-        Check("random inputs", run=agrees_with_reference(
-            "identity_block", ref_identity_block, identity_cases(), output="A", through=PHASE)),
-    ],
-    "convolutional_block": [
-        Check("course examples", public=True, run=agrees_with_reference(
-            "convolutional_block", ref_convolutional_block,
-            fixed(Case((X_COURSE, 2, [2, 4, 6]), {"training": False}, names=("X", "f", "filters")),
-                  Case((X_COURSE, 2, [2, 4, 6]), {"training": True}, names=("X", "f", "filters")),
-                  Case((X_COURSE, 2, [2, 4, 6]), {"s": 4, "training": False}, names=("X", "f", "filters"))),
-            output="A", through=PHASE)),
-        Check("random inputs", run=agrees_with_reference(
-            "convolutional_block", ref_convolutional_block, convolutional_cases(), output="A", through=PHASE)),
-    ],
-    "ResNet50": [
-        Check("architecture", public=True, run=same_structure("ResNet50", reference_model, MODEL_CASE)),
-        Check("parameter counts", run=same_parameter_counts("ResNet50", reference_model, MODEL_CASE)),
-        # Same weights in both models: the wiring (e.g. which tensor the shortcut adds) must match.
-        Check("forward pass", run=computes_like_reference("ResNet50", reference_model, MODEL_CASE, FORWARD_INPUT)),
-        Check("training", requires=("architecture",), run=trains_like_reference(
-            "ResNet50", fresh_reference_model, MODEL_CASE, "training", recipe="training",
-            cache=DATA_CACHE / "resnet50" / "reference_scores.json")),
-    ],
+def make_checks(batch_norm=ref.BatchNormalization, scores: str = "reference_scores.json"
+                ) -> dict[str, list[Check]]:
+    """The checks of every item against the reference built with `batch_norm` (the graded
+    version's normalisation layer); the reference's training scores cached in `scores`."""
+    identity = partial(ref_identity_block, batch_norm=batch_norm)
+    convolutional = partial(ref_convolutional_block, batch_norm=batch_norm)
+    model, fresh = partial(reference_model, batch_norm), partial(fresh_reference_model, batch_norm)
+    return {
+        "identity_block": [
+            Check("course examples", public=True, run=agrees_with_reference(
+                "identity_block", identity,
+                fixed(_course_identity(2, [4, 4, 3], False), _course_identity(3, [3, 3, 3], True),
+                      _course_identity(2, [3, 3, 3], True)), output="A", through=PHASE)),
+            Check("random inputs", run=agrees_with_reference(
+                "identity_block", identity, identity_cases(), output="A", through=PHASE)),
+        ],
+        "convolutional_block": [
+            Check("course examples", public=True, run=agrees_with_reference(
+                "convolutional_block", convolutional,
+                fixed(Case((X_COURSE, 2, [2, 4, 6]), {"training": False}, names=("X", "f", "filters")),
+                      Case((X_COURSE, 2, [2, 4, 6]), {"training": True}, names=("X", "f", "filters")),
+                      Case((X_COURSE, 2, [2, 4, 6]), {"s": 4, "training": False}, names=("X", "f", "filters"))),
+                output="A", through=PHASE)),
+            Check("random inputs", run=agrees_with_reference(
+                "convolutional_block", convolutional, convolutional_cases(), output="A", through=PHASE)),
+        ],
+        "ResNet50": [
+            Check("architecture", public=True, run=same_structure("ResNet50", model, MODEL_CASE)),
+            Check("parameter counts", run=same_parameter_counts("ResNet50", model, MODEL_CASE)),
+            # Same weights in both models: the wiring (e.g. which tensor the shortcut adds) must match.
+            Check("forward pass", run=computes_like_reference("ResNet50", model, MODEL_CASE, FORWARD_INPUT)),
+            Check("training", requires=("architecture",), run=trains_like_reference(
+                "ResNet50", fresh, MODEL_CASE, "training", recipe="training",
+                cache=DATA_CACHE / "resnet50" / scores)),
+        ],
+    }
+
+
+CHECKS: dict[str, list[Check]] = make_checks()
+# The 2024 version (spec.toml [[versions.graded_variant]] "2024"): the same checks against a
+# reference normalised with that version's own BatchNormalization (trusted_layers_2024.py).
+VERSION_CHECKS: dict[str, dict[str, list[Check]]] = {
+    "2024": make_checks(_trusted_layers_2024().BatchNormalization, "reference_scores_2024.json"),
 }

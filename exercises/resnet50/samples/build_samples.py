@@ -16,6 +16,9 @@ only difference. Two samples differ in more than the code regions, on purpose:
   `tf.keras.backend.set_learning_phase(False)` / `(True)` instead of passing `training`, and
   leaves it set to True for the rest of the notebook, as the course's cell does).
 - legacy_keras_code: two extra cells with Keras 2 era idioms (see that function).
+- correct_2024, wrong_shortcut_2024: the course's 2024 notebook (correct_2023_api's code), whose
+  import cell no longer imports BatchNormalization from tensorflow.keras.layers: the name comes
+  from `from resnets_utils import *`, the course's own layer of that version.
 
 All outputs are cleared. The expected grading verdicts are in expected.toml next to this script;
 keep the two in step. The output is deterministic: running the script again rewrites identical
@@ -28,7 +31,7 @@ import textwrap
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from sample_builder import Template, changed, insert_cell, write_samples  # noqa: E402
+from sample_builder import Template, changed, edit_cell, insert_cell, write_samples  # noqa: E402
 
 # nbgrader grade_ids (course notebook Residual_Networks, stable across its versions)
 SOLUTION_IDS = {
@@ -296,6 +299,36 @@ def sample_template_unfilled():
     return TEMPLATE.load()
 
 
+# ------------------------------------------------------------------------------------------------
+# The 2024 version (docs/course_facts.md §4.1, "Later variant with the course's own
+# BatchNormalization"): the import cell no longer imports BatchNormalization from
+# tensorflow.keras.layers; the name comes from `from resnets_utils import *` (the course's own
+# layer, exercises/resnet50/helpers_2024/resnets_utils.py). Block signatures as in 2023 (v3).
+KERAS_IMPORT = ("from tensorflow.keras.layers import Input, Add, Dense, Activation, ZeroPadding2D, "
+                "BatchNormalization, Flatten, Conv2D, AveragePooling2D, MaxPooling2D, GlobalMaxPooling2D")
+
+
+def as_2024(nb):
+    """The notebook with the 2024 import cell: BatchNormalization only from resnets_utils."""
+    edit_cell(nb.cells[TEMPLATE.cell_index_by_id(nb, "imports")], KERAS_IMPORT,
+              KERAS_IMPORT.replace("BatchNormalization, ", ""))
+    return nb
+
+
+def sample_correct_2024():
+    """Correct 2024 notebook: the 2023 (v3) code with the 2024 imports."""
+    return as_2024(sample_correct_2023_api())
+
+
+def sample_wrong_shortcut_2024():
+    """2024 notebook whose identity_block adds the main path to itself (Add()([X, X]))."""
+    nb = sample_correct_2023_api()
+    TEMPLATE.fill(nb, "identity_block", body_edit(
+        "identity_block", "BatchNormalization(axis = 3)(X, training = training)",
+        "BatchNormalization(axis = 3)(X)", count=2).replace("X = Add()([X, X_shortcut])", "X = Add()([X, X])"))
+    return as_2024(nb)
+
+
 NOTEBOOK_SAMPLES = {
     "correct": sample_correct,
     "correct_2023_api": sample_correct_2023_api,
@@ -305,6 +338,8 @@ NOTEBOOK_SAMPLES = {
     "wrong_initializer": sample_wrong_initializer,
     "legacy_keras_code": sample_legacy_keras_code,
     "template_unfilled": sample_template_unfilled,
+    "correct_2024": sample_correct_2024,
+    "wrong_shortcut_2024": sample_wrong_shortcut_2024,
 }
 
 

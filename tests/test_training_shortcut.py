@@ -1,0 +1,108 @@
+"""A student's model whose architecture is the reference's (up to layer names) gets the
+reference's training scores without a second training; any other model is trained."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from grader import keras_checks
+from grader.checks import Case, Context, Failure
+from grader.spec import Tolerance
+
+
+def functional(prefix: str, units: int = 3, activation: str = "relu", trainable: bool = True) -> str:
+    """A Keras-2 style functional description: Input -> Dense, its layers named with `prefix`."""
+    inp, dense = f"{prefix}_input", f"{prefix}_dense"
+    return json.dumps({
+        "class_name": "Functional",
+        "config": {
+            "name": f"{prefix}_model",
+            "layers": [
+                {"class_name": "InputLayer", "name": inp, "inbound_nodes": [],
+                 "config": {"name": inp, "batch_input_shape": [None, 4], "dtype": "float32"}},
+                {"class_name": "Dense", "name": dense, "inbound_nodes": [[[inp, 0, 0, {}]]],
+                 "config": {"name": dense, "units": units, "activation": activation, "trainable": trainable}},
+            ],
+            "input_layers": [[inp, 0, 0]],
+            "output_layers": [[dense, 0, 0]],
+        },
+    })
+
+
+def test_layer_and_model_names_do_not_change_the_canonical_architecture() -> None:
+    assert keras_checks.canonical_architecture(functional("a")) == keras_checks.canonical_architecture(functional("b"))
+
+
+@pytest.mark.parametrize("other", [functional("a", units=4), functional("a", activation="tanh"),
+                                   functional("a", trainable=False)])
+def test_anything_but_names_changes_it(other: str) -> None:
+    assert keras_checks.canonical_architecture(other) != keras_checks.canonical_architecture(functional("a"))
+
+
+def test_wiring_counts_even_with_the_same_layers() -> None:
+    # the same two layers, but the Dense layer's input named as the Dense itself: another graph
+    rewired = json.loads(functional("a"))
+    rewired["config"]["layers"][1]["inbound_nodes"] = [[["a_dense", 0, 0, {}]]]
+    assert keras_checks.canonical_architecture(json.dumps(rewired)) != keras_checks.canonical_architecture(functional("a"))
+
+
+@pytest.mark.parametrize("text", ["not json", "[1, 2]", "3"])
+def test_a_description_that_is_not_an_object_has_no_canonical_form(text: str) -> None:
+    assert keras_checks.canonical_architecture(text) is None
+
+
+class FakeModel:
+    def __init__(self, description: str, accuracy: float):
+        self.description, self.accuracy, self.trained = description, accuracy, 0
+
+    def train(self, recipe, params, seed):
+        self.trained += 1
+        return {"test_accuracy": self.accuracy}
+
+
+@pytest.mark.parametrize(("student", "trains"), [(functional("student"), 0), (functional("student", units=4), 1)])
+def test_only_a_different_architecture_is_trained(monkeypatch, tmp_path, student: str, trains: int) -> None:
+    model = FakeModel(student, accuracy=0.2)
+    monkeypatch.setattr(keras_checks, "student_model", lambda *a, **k: model)
+    monkeypatch.setattr(keras_checks, "reference_scores", lambda *a, **k: {"test_accuracy": 0.9})
+    reference = SimpleNamespace(to_json=lambda: functional("reference"))
+    check = keras_checks.trains_like_reference("model", lambda: reference, Case(()), "training", "fit",
+                                               tmp_path / "scores.json")
+    ctx = Context(Tolerance(1e-5, 1e-6), 1, data=tmp_path,
+                  params={"training": {"epochs": 1, "batch_size": 2, "train_examples": 4, "margin": 0.1, "seed": 0}})
+    if trains:
+        with pytest.raises(Failure, match="0.200"):   # trained, and below the reference's 0.9
+            check(None, ctx)
+    else:
+        check(None, ctx)   # the reference's own run: passes without training
+    assert model.trained == trains
+
+
+def test_an_architecture_other_than_the_references_is_trained_once_for_the_whole_class(monkeypatch, tmp_path) -> None:
+    # two students, the same mistake (4 units) under other layer names; a third with another mistake
+    models = [FakeModel(functional("alice", units=4), 0.5), FakeModel(functional("bob", units=4), 0.5),
+              FakeModel(functional("carol", units=5), 0.7)]
+    queue = list(models)
+    monkeypatch.setattr(keras_checks, "student_model", lambda *a, **k: queue.pop(0))
+    monkeypatch.setattr(keras_checks, "reference_scores", lambda *a, **k: {"test_accuracy": 0.6})
+    reference = SimpleNamespace(to_json=lambda: functional("reference"))
+    check = keras_checks.trains_like_reference("model", lambda: reference, Case(()), "training", "fit",
+                                               tmp_path / "cache" / "scores.json")
+    (tmp_path / "data").mkdir()
+    ctx = Context(Tolerance(1e-5, 1e-6), 1, data=tmp_path / "data",
+                  params={"training": {"epochs": 1, "batch_size": 2, "train_examples": 4, "margin": 0.05, "seed": 0}})
+    with pytest.raises(Failure, match="0.500"):
+        check(None, ctx)                       # alice: trained, below the reference
+    with pytest.raises(Failure, match="0.500"):
+        check(None, ctx)                       # bob: alice's run, the same verdict
+    check(None, ctx)                           # carol: trained, passes
+    assert [m.trained for m in models] == [1, 0, 1]
+    # another budget is another run
+    queue.append(FakeModel(functional("dave", units=4), 0.9))
+    other = dataclasses.replace(ctx, params={"training": {**ctx.params["training"], "epochs": 2}})
+    check(None, other)
+    assert queue == [] and models[0].trained == 1
