@@ -77,6 +77,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
+@pytest.fixture(autouse=True)
+def _fast_tests_start_no_sandbox(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test not marked slow that starts a kernel or a model worker fails, saying so (pytest's
+    Failed is a BaseException: no `except Exception` in the grader can swallow it)."""
+    if request.node.get_closest_marker("slow"):
+        return
+    from grader import model_worker, notebook_runner
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        pytest.fail("this test is not marked slow but starts a kernel or a model worker: mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(notebook_runner.NotebookRunner, "start", refuse)
+    monkeypatch.setattr(model_worker.ModelWorker, "start", refuse)
+
+
 @pytest.fixture(scope="session")
 def model_worker():
     """model_worker(exercise name or None) -> a sandboxed model worker (grader/model_worker.py) with

@@ -94,6 +94,7 @@ def notebook(tmp_path) -> Path:
     return path
 
 
+@pytest.mark.slow  # grades a notebook: starts a kernel
 @pytest.mark.parametrize("sandbox", ["bwrap", "none"])
 def test_stand_ins_are_made_once_and_placed_beside_the_notebook_and_in_its_home(exercise, notebook, sandbox, tmp_path):
     if sandbox == "bwrap" and not shutil.which("bwrap"):
@@ -106,6 +107,7 @@ def test_stand_ins_are_made_once_and_placed_beside_the_notebook_and_in_its_home(
     assert len(list((tmp_path / "cache" / "data_exercise").glob("standin-*/.complete"))) == 1
 
 
+@pytest.mark.slow  # grades a notebook: starts a kernel
 def test_the_instructors_copies_replace_the_stand_ins(exercise, notebook, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -283,6 +283,7 @@ def test_seeded_outputs_do_not_depend_on_earlier_requests(model_worker):
     assert not np.array_equal(first, X) and np.array_equal(first, second)
 
 
+@pytest.mark.slow
 def test_a_worker_that_cannot_start_leaves_the_submission_not_graded_rather_than_charged(make_student):
     """The model worker cannot start (too little memory to import TensorFlow): no check of the
     item is scored; the submission is recorded as not graded, for a fault that is not its own."""
@@ -300,6 +301,7 @@ def test_a_worker_that_cannot_start_leaves_the_submission_not_graded_rather_than
             grading._grade_item(item, exercise, student, None, None, ctx)
 
 
+@pytest.mark.slow
 def test_a_worker_that_cannot_start_is_not_the_students_fault():
     worker = ModelWorker(WorkerSettings("none", Limits(memory_mb=50)))  # too little to import TensorFlow
     with worker:
