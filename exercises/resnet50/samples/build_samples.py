@@ -16,7 +16,7 @@ only difference. Two samples differ in more than the code regions, on purpose:
   `tf.keras.backend.set_learning_phase(False)` / `(True)` instead of passing `training`, and
   leaves it set to True for the rest of the notebook, as the course's cell does).
 - legacy_keras_code: two extra cells with Keras 2 era idioms (see that function).
-- correct_2024, wrong_shortcut_2024: the course's 2024 notebook (correct_2023_api's code), whose
+- correct_2024, wrong_shortcut_2024, wrong_stride_2024: the course's 2024 notebook (correct_2023_api's code), whose
   import cell no longer imports BatchNormalization from tensorflow.keras.layers: the name comes
   from `from resnets_utils import *`, the course's own layer of that version.
 
@@ -329,6 +329,19 @@ def sample_wrong_shortcut_2024():
     return as_2024(nb)
 
 
+def sample_wrong_stride_2024():
+    """2024 notebook whose convolutional_block shortcut uses stride (1, 1) instead of (s, s)."""
+    nb = sample_correct_2023_api()
+    body = body_edit("convolutional_block", "BatchNormalization(axis = 3)(X, training=training)",
+                     "BatchNormalization(axis = 3)(X)", count=2)
+    body = body.replace("BatchNormalization(axis = 3)(X_shortcut, training=training)",
+                        "BatchNormalization(axis = 3)(X_shortcut)")
+    body = changed(body, "X_shortcut = Conv2D(filters = F3, kernel_size = 1, strides = (s, s)",
+                   "X_shortcut = Conv2D(filters = F3, kernel_size = 1, strides = (1, 1)", 1)
+    TEMPLATE.fill(nb, "convolutional_block", body)
+    return as_2024(nb)
+
+
 NOTEBOOK_SAMPLES = {
     "correct": sample_correct,
     "correct_2023_api": sample_correct_2023_api,
@@ -340,6 +353,7 @@ NOTEBOOK_SAMPLES = {
     "template_unfilled": sample_template_unfilled,
     "correct_2024": sample_correct_2024,
     "wrong_shortcut_2024": sample_wrong_shortcut_2024,
+    "wrong_stride_2024": sample_wrong_stride_2024,
 }
 
 
