@@ -385,6 +385,24 @@ OP_FUNCTIONS = re.compile(r"(math\.[a-z_0-9]+|nn\.[a-z_0-9]+|linalg\.[a-z_0-9]+|
                           r"transpose|clip_by_value|identity|compat\.v1\.transpose|image\.resize)")
 ACTIVATIONS = frozenset({"linear", "relu", "relu6", "sigmoid", "softmax", "tanh", "elu", "selu", "softplus",
                          "softsign", "swish", "silu", "gelu", "exponential", "hard_sigmoid", "leaky_relu", "mish"})
+# Keras resolves a string under a *_initializer, *_regularizer or *_constraint key by name, among
+# its modules' globals and its custom objects (so `"kernel_regularizer": "deserialize_keras_object"`
+# reaches a function): such a string must be one of Keras's own initializer, regularizer or
+# constraint names (their dict form, {"class_name": ...}, goes through ALLOWED like any class).
+NAMED_KEY_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
+KERAS_NAMES = frozenset({
+    # initializers, as classes and as their aliases
+    "Constant", "GlorotNormal", "GlorotUniform", "HeNormal", "HeUniform", "Identity", "LecunNormal",
+    "LecunUniform", "Ones", "Orthogonal", "RandomNormal", "RandomUniform", "TruncatedNormal",
+    "VarianceScaling", "Zeros", "constant", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform",
+    "identity", "lecun_normal", "lecun_uniform", "ones", "one", "orthogonal", "random_normal",
+    "random_uniform", "truncated_normal", "variance_scaling", "zeros", "zero", "normal", "uniform",
+    # regularizers
+    "L1", "L2", "L1L2", "l1", "l2", "l1_l2",
+    # constraints
+    "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "max_norm", "min_max_norm", "non_neg", "unit_norm",
+    "maxnorm", "nonneg", "unitnorm",
+})
 SIZE_KEYS = {"units": 16384, "filters": 16384, "depth_multiplier": 64, "kernel_size": 1024, "pool_size": 1024,
              "strides": 1024, "dilation_rate": 1024, "size": 1024, "padding": 1024, "cropping": 1024,
              # shapes (also a layer's build_config input_shape, which sizes its kernel): a flattened
@@ -433,6 +451,8 @@ def check_description(text: str, trusted: "dict[str, str] | None" = None) -> Non
         name = node.get("class_name")
         config = node.get("config") if isinstance(node.get("config"), dict) else {}
         if name is not None:
+            if not isinstance(name, str):
+                raise UnsafeModel(f"its {where} has a class_name that is not a name (a {type(name).__name__})")
             label = f"{config.get('name', node.get('name', '?'))!s:.80} ({name!s:.80})"
             module, registered = node.get("module"), node.get("registered_name")
             ours = isinstance(name, str) and name in trusted and module == trusted[name]  # the version's own layer
@@ -456,6 +476,9 @@ def check_description(text: str, trusted: "dict[str, str] | None" = None) -> Non
         for key, value in node.items():
             if key == "activation" and isinstance(value, str) and value not in ACTIVATIONS:
                 raise UnsafeModel(f"its {where} uses activation {value!s:.80}, not one of Keras's own")
+            if isinstance(key, str) and key.endswith(NAMED_KEY_SUFFIXES) and isinstance(value, str) \
+                    and value not in KERAS_NAMES:
+                raise UnsafeModel(f"its {where} names {key} {value!s:.80}, not one of Keras's own")
             if key in SIZE_KEYS and any(abs(i) > SIZE_KEYS[key] for i in _ints(value)):
                 raise UnsafeModel(f"its {where} has {key} {value!s:.80}: larger than the grader "
                                   f"builds ({SIZE_KEYS[key]})")
