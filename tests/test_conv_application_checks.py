@@ -198,6 +198,14 @@ def test_training_checks_pass_the_reference_and_refuse_a_wrong_model(make_studen
     student = make_student({"happyModel": ref.happyModel, "convolutional_model": ref.convolutional_model})
     assert run(student, "happyModel", "training", ctx) is None
     assert run(student, "convolutional_model", "training", ctx) is None
+    # A model whose architecture is wrong is not trained: the runner skips its training check,
+    # naming the precondition (Check.requires), and scores it 0.
+    from grader import grading
+
     wrong = make_student({"convolutional_model": signs_model(first_pool=4)})
-    assert run(wrong, "convolutional_model", "training", ctx).startswith(
-        "not trained, the model must first pass its other checks: on input convolutional_model((64, 64, 3))")
+    wrong.defined = lambda names: list(names)
+    item = next(i for i in EXERCISE.items if i.name == "convolutional_model")
+    tests = {t.name.split(": ", 1)[1]: t for t in grading._grade_item(item, EXERCISE, wrong, None, None, ctx)}
+    assert tests["architecture"].status == "failed"
+    assert tests["training"].status == "skipped" and tests["training"].score == 0
+    assert "not checked because convolutional_model: architecture failed" in tests["training"].output
