@@ -90,6 +90,10 @@ class SandboxGroup:
                 return folder / name
         return None
 
+    def limits_pids(self) -> bool:
+        """Whether the group caps its processes (pids.max exists in one of its folders)."""
+        return self._file("pids.max") is not None
+
     def memory_peak(self) -> int | None:
         """The most memory the group has held, in bytes (None where the kernel does not say)."""
         path = self._file("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes")

@@ -47,7 +47,8 @@ import numpy as np
 
 from . import cgroups, seccomp
 from .model_wire import Closed, TimedOut, WireError, encode, read_message
-from .sandbox import NOBODY, bind_args, check_available, kernel_environment, python_roots, rlimit_args, system_args
+from .sandbox import (NOBODY, bind_args, check_available, kernel_environment, python_roots, rlimit_args,
+                      system_args, without_nproc)
 from .scratch import remove_tree
 from .spec import Limits, TrustedLayers
 
@@ -213,12 +214,15 @@ class ModelWorker:
             self._prepare()
         assert self._argv is not None and self._log is not None
         argv, pass_fds, filter_fd = list(self._argv), (), None
+        group = cgroups.create(cgroups.unique_name("model"), self.limits.memory_mb * 1024 * 1024,
+                               self.limits.processes)
         if self.settings.mode == "bwrap":
             filter_fd = seccomp.filter_pipe()
             pass_fds = (filter_fd,)
-            argv = [*argv, "--seccomp", str(filter_fd), *self._tail]
-        group = cgroups.create(cgroups.unique_name("model"), self.limits.memory_mb * 1024 * 1024,
-                               self.limits.processes)
+            tail = self._tail
+            if not isinstance(group, cgroups.Unavailable) and group.limits_pids():
+                tail = without_nproc(tail)   # the group counts this worker's processes exactly
+            argv = [*argv, "--seccomp", str(filter_fd), *tail]
         if not isinstance(group, cgroups.Unavailable):
             self._group = group
             argv = [*cgroups.launcher(group), *argv]

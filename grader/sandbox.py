@@ -72,6 +72,14 @@ def check_available(mode: str) -> None:
                                  "(apt-get install bubblewrap); --sandbox none grades without isolation")
 
 
+def without_nproc(args: list[str]) -> list[str]:
+    """A command line with prlimit's RLIMIT_NPROC option dropped: for a sandbox whose cgroup caps
+    its processes exactly. RLIMIT_NPROC counts every process of the user (nobody, as root) on the
+    machine, other kernels and model workers included, so beside them it refused a start that
+    was within its own limit."""
+    return [a for a in args if not a.startswith("--nproc=")]
+
+
 def rlimit_args(limits: Limits, *, processes: bool, cpu: bool = True) -> list[str]:
     """prlimit options for the kernel (inherited by everything it starts).
 
@@ -302,16 +310,20 @@ class Sandbox:
             km.kernel_spec.interrupt_mode = "message"
             # The seccomp program through a pipe of its own per start (bwrap reads it to the end;
             # the program is far smaller than a pipe's buffer).
-            self._filter_fd = seccomp.filter_pipe()
-            extra["pass_fds"] = (self._filter_fd,)
-            km.wrapper = [*self._head, *bind_args([("--bind", ipc)], set(self._made)),
-                          "--seccomp", str(self._filter_fd), *self._tail]
-        else:
-            prlimit = shutil.which("prlimit")
-            km.wrapper = [prlimit, *rlimit_args(self.limits, processes=False), "--"] if prlimit else []
         # Memory and processes for the whole sandbox (every process, its tmpfs included): a
         # cgroup per start that the first process joins before it runs anything else.
         group = cgroups.create(cgroups.unique_name(), self.limits.memory_mb * 1024 * 1024, self.limits.processes)
+        if self.sandboxed:
+            self._filter_fd = seccomp.filter_pipe()
+            extra["pass_fds"] = (self._filter_fd,)
+            tail = self._tail
+            if not isinstance(group, cgroups.Unavailable) and group.limits_pids():
+                tail = without_nproc(tail)
+            km.wrapper = [*self._head, *bind_args([("--bind", ipc)], set(self._made)),
+                          "--seccomp", str(self._filter_fd), *tail]
+        else:
+            prlimit = shutil.which("prlimit")
+            km.wrapper = [prlimit, *rlimit_args(self.limits, processes=False), "--"] if prlimit else []
         if not isinstance(group, cgroups.Unavailable):  # else: per-process rlimits only (README)
             self.group = group
             km.wrapper = [*cgroups.launcher(group), *km.wrapper]
