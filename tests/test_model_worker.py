@@ -228,15 +228,16 @@ def test_the_worker_sandbox_holds_only_its_own_read_only_folder(canary):
         assert seen["uid"] == 65534
 
 
-def heavy_model() -> str:
-    """Allowed layers only, but far too much work: 64 convolutions of 512 filters on 64x64 pictures
-    (the description of a 2-filter model with its filters raised: nothing is allocated here)."""
+def heavy_model(filters: int = 512) -> str:
+    """Allowed layers only, but far too much work: 64 convolutions of `filters` filters on 64x64
+    pictures (the description of a 2-filter model with its filters raised: nothing is allocated
+    here)."""
     inputs = tf_keras.Input((64, 64, 3))
     x = inputs
     for _ in range(64):
         x = tf_keras.layers.Conv2D(2, 3, padding="same")(x)
     text = tf_keras.Model(inputs, tf_keras.layers.Dense(1)(tf_keras.layers.GlobalAveragePooling2D()(x))).to_json()
-    return text.replace('"filters": 2,', '"filters": 512,')
+    return text.replace('"filters": 2,', f'"filters": {filters},')
 
 
 def memory_hog() -> str:
@@ -261,8 +262,11 @@ def test_a_model_over_its_time_or_memory_fails_its_own_request_and_the_worker_go
         with pytest.raises(Failure, match=r"on input happyModel\(\): calling the model did not finish within 20 s"):
             slow.outputs(np.ones((8, 64, 64, 3), np.float32), training=True)
         params = dict(exercise.params["training_happy"])
+        # 32 filters: minutes of training, but its activations for backpropagation (about 1 GB at
+        # the exercise's batch size) stay well inside the memory limit, so time runs out first
+        # (512 filters would need ~16 GB: a race between the two limits)
         with pytest.raises(Failure, match="training the model did not finish within 20 s"):
-            RemoteModel(worker, heavy_model(), "on input happyModel()", failure=Failure).train("happy", params, 1)
+            RemoteModel(worker, heavy_model(32), "on input happyModel()", failure=Failure).train("happy", params, 1)
         with pytest.raises(Failure, match="more memory than the grader allows|more than the 6144 MB of memory"):
             RemoteModel(worker, memory_hog(), "on input happyModel()", failure=Failure).facts
         small = RemoteModel(worker, tiny_functional().to_json(), "on input f()", failure=Failure)
