@@ -77,6 +77,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest 9.2 keeps a test's id where pytest-xdist 3.8 writes its group: with it, --dist
+    loadgroup spreads every group over the workers (each makes the group's session fixtures)."""
+    if getattr(config.option, "dist", "no") == "loadgroup" and \
+            tuple(int(p) for p in pytest.__version__.split(".")[:2]) >= (9, 2):
+        raise pytest.UsageError(
+            f"pytest-xdist's --dist loadgroup does not group tests under pytest {pytest.__version__}: install "
+            "the versions pyproject.toml's test extra names (pip install -e '.[test]')")
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_check_groups(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker with --dist loadgroup, xdist has by now put each test's group into its
+    id ("...@group"); where it could not (a pytest it does not support), a group's tests would be
+    spread over workers and its session fixtures (a graded batch, the stand-ins) made on each:
+    refuse the run instead of silently doubling its work."""
+    if getattr(config.option, "loadgroup", False) and items and not any("@" in item.nodeid for item in items):
+        raise pytest.UsageError(
+            f"pytest-xdist's --dist loadgroup had no effect with pytest {pytest.__version__}: install the "
+            "versions pyproject.toml's test extra names (pip install -e '.[test]')")
+
+
 @pytest.fixture(autouse=True)
 def _fast_tests_start_no_sandbox(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """A test not marked slow that starts a kernel or a model worker fails, saying so (pytest's
