@@ -167,7 +167,8 @@ def test_library_noise_goes_to_a_log_named_at_the_end(tmp_path):
     CPU-only machine) are not the grader's: they go to a log file the last line names."""
     bad = tmp_path / "bad.ipynb"
     bad.write_text("not a notebook")
-    out = subprocess.run([sys.executable, "grade.py", "--exercise", "resnet50", "--device", "cpu", str(bad)],
+    out = subprocess.run([sys.executable, "grade.py", "--exercise", "resnet50", "--device", "cpu", str(bad),
+                          "--gradebook", str(tmp_path / "g.sqlite")],
                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp_path)},
                          timeout=300)
     assert "absl" not in out.stderr and "E0000" not in out.stderr and "I0000" not in out.stderr, out.stderr

@@ -22,7 +22,8 @@ def write(tmp_path, content: bytes | str, name="sub.ipynb"):
 
 
 def good_notebook() -> str:
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    # a fixed cell id: the text is a test parameter, and pytest-xdist needs the same ids on every worker
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1", id="cell-1")])
     nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="old output")]
     return nbformat.writes(nb)
 
