@@ -318,6 +318,11 @@ class NotebookRunner:
                 self._restart(record.fatal)
                 continue
             record.error = self._last_error
+            if self.sandbox.disk_over():  # wrote past the limit within the watchdog's last interval
+                record.fatal = f"the kernel died while running this cell ({self._death_cause()})"
+                run.cells.append(record)
+                self._restart(record.fatal)
+                continue
             if record.error == TIMEOUT_ENAME:
                 record.fatal = f"the cell ran longer than {self._client.timeout}s and was interrupted"
                 record.error = None

@@ -257,6 +257,7 @@ class Sandbox:
         self.watch_disk = watch_disk
         self.disk_exceeded = False
         self._watch_stop: threading.Event | None = None
+        self._watch_pid = 0
         if self.sandboxed:
             # Data beside the notebook and in its home is read-only on top of the writable folders.
             home_folders, home_files = _tree(self.home)
@@ -337,25 +338,41 @@ class Sandbox:
     def watch(self, pid: int) -> None:
         """Without a filesystem of its own size, poll the scratch folder's size (links not
         followed, entries bounded) and kill the sandbox (its first process, `pid`: bwrap takes the
-        rest with it) once it passes disk_mb. A kernel can write for one poll interval past it."""
+        rest with it) once it passes disk_mb. A kernel can write for one poll interval past it;
+        `disk_over` measures at once, for the moments that must not wait for the next poll."""
         if not self.watch_disk:
             return
         stop = self._watch_stop = threading.Event()
-        limit = self.limits.disk_mb * 1024 * 1024
-        max_entries = max(4096, limit // 4096)
+        self._watch_pid = pid
 
         def poll() -> None:
             while not stop.wait(DISK_POLL_SECONDS):
-                size, entries = usage(self.scratch, max_entries)
-                if size > limit or entries > max_entries:
-                    self.disk_exceeded = True
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+                if self._kill_if_over(pid):
                     return
 
         threading.Thread(target=poll, name="convgrade-disk-watch", daemon=True).start()
+
+    def disk_over(self) -> bool:
+        """Whether the scratch has passed disk_mb, measured now; if so the sandbox is killed. The
+        notebook runner asks after every cell, so a cell that wrote past the limit and ended
+        within one poll interval is caught before anything of the submission is graded."""
+        if self.disk_exceeded:
+            return True
+        if not self.watch_disk or self._watch_stop is None:
+            return False
+        return self._kill_if_over(self._watch_pid)
+
+    def _kill_if_over(self, pid: int) -> bool:
+        limit = self.limits.disk_mb * 1024 * 1024
+        size, entries = usage(self.scratch, max(4096, limit // 4096))
+        if size <= limit and entries <= max(4096, limit // 4096):
+            return False
+        self.disk_exceeded = True
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return True
 
     def memory_killed(self) -> bool:
         """Whether the current start's cgroup killed a process for memory."""

@@ -412,3 +412,27 @@ def test_pure_helpers() -> None:
     assert scratch.tmpfs_inodes(1 << 30) == 262144
     with pytest.raises(ValueError):
         make_scratch(0)
+
+
+def test_the_disk_limit_is_measured_at_once_when_asked_not_only_at_the_next_poll(tmp_path, monkeypatch):
+    """A cell that writes past disk_mb and ends within one poll interval: the notebook runner asks
+    `disk_over()` after the cell, which measures now and kills the sandbox, so the submission is
+    stopped before its functions are graded (the watchdog alone saw it only later, under load)."""
+    from grader import sandbox as sandbox_module
+    from grader.spec import Limits
+
+    monkeypatch.setattr(sandbox_module, "DISK_POLL_SECONDS", 3600.0)  # the poll never comes
+    for name in ("work", "home", "exchange"):
+        (tmp_path / name).mkdir()
+    box = sandbox_module.Sandbox("none", tmp_path, Limits(disk_mb=64), watch_disk=True)  # (beside the 32 MB reserve)
+    kernel = subprocess.Popen(["sleep", "60"])
+    try:
+        box.watch(kernel.pid)
+        (tmp_path / "work" / "small.bin").write_bytes(b"x" * 1000)
+        assert not box.disk_over() and kernel.poll() is None
+        (tmp_path / "work" / "big.bin").write_bytes(b"x" * (40 << 20))
+        assert box.disk_over() and box.disk_exceeded
+        assert kernel.wait(timeout=10) == -9
+    finally:
+        kernel.kill()
+        box.release()
