@@ -36,10 +36,13 @@ demo: $(STAMP) sandbox-tools
 	@echo "results JSON in demo-results/"
 
 # Every test, the slow ones (real kernels, every sample) included.
-# pytest-xdist: one worker per core; a file's tests stay together (tests/conftest.py), each
-# exercise's samples are a group of their own.
+# pytest-xdist, two workers per core: much of a sandboxed test is waiting (kernel start-up,
+# deadlines the hostile notebooks run into), so a second worker per core keeps the cores busy.
+# A file's tests stay together (tests/conftest.py), each exercise's samples are a group of their
+# own, and the longest groups are handed out first.
+TEST_WORKERS ?= $(shell echo $$((2 * $$(nproc))))
 test: $(STAMP) sandbox-tools browser
-	$(PY) -m pytest -m "slow or not slow" -n auto --dist loadgroup
+	$(PY) -m pytest -m "slow or not slow" -n $(TEST_WORKERS) --dist loadgroup
 
 # The quick loop for development: no kernel, no model worker.
 test-fast: $(STAMP)

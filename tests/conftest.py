@@ -75,25 +75,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # once; a test may name a finer group itself (test_samples: one per exercise).
         if not any(m.name == "xdist_group" for m in item.iter_markers()):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
-    # Longest first: xdist hands out groups in this order, so the long ones start at once and the
-    # short ones fill the gaps at the end (the order is the same on every worker).
-    rank = {group: i for i, group in enumerate(LONGEST_GROUPS_FIRST)}
-    items.sort(key=lambda item: rank.get(_group(item), len(rank)))
 
 
 # The groups that take longest in `make test`, longest first (measured with pytest-reportlog on
-# this 2-core machine, a clean clone: 3-10 minutes each); the rest keep their collection order.
+# this 2-core machine, a clean clone: 2-10 minutes each). xdist hands groups out by their number
+# of tests; handed out in this order instead, the long ones start at once and the short ones fill
+# the gaps at the end, rather than one worker grading a sample batch alone for the last minutes.
 LONGEST_GROUPS_FIRST = (
     "samples-resnet50", "samples-mobilenet_transfer", "tests/test_hostile.py", "tests/test_model_worker.py",
-    "samples-cnn_arithmetic", "tests/test_mobilenet_standins.py", "tests/test_mobilenet_transfer_checks.py",
-    "samples-conv_application", "tests/test_batch.py", "tests/test_cnn_arithmetic_checks.py",
-    "samples-conv_step_by_step", "tests/test_conv_step_by_step_checks.py",
+    "tests/test_mobilenet_transfer_checks.py", "samples-cnn_arithmetic", "tests/test_mobilenet_standins.py",
+    "samples-conv_application", "tests/test_batch.py", "samples-conv_step_by_step",
+    "tests/test_cnn_arithmetic_checks.py", "tests/test_conv_step_by_step_checks.py",
 )
 
 
-def _group(item: pytest.Item) -> str:
-    mark = item.get_closest_marker("xdist_group")
-    return str(mark.args[0]) if mark and mark.args else ""
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if getattr(config.option, "dist", "no") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class LongestGroupsFirst(LoadGroupScheduling):
+        """xdist's loadgroup, its queue of groups put in LONGEST_GROUPS_FIRST's order first (the
+        queue is an OrderedDict of group -> tests; the others keep xdist's order after them)."""
+
+        def _assign_work_unit(self, node: Any) -> None:
+            if not getattr(self, "_longest_first", False):
+                self._longest_first = True
+                for group in reversed([g for g in LONGEST_GROUPS_FIRST if g in self.workqueue]):
+                    self.workqueue.move_to_end(group, last=False)
+            super()._assign_work_unit(node)
+
+    return LongestGroupsFirst(config, log)
 
 
 def pytest_configure(config: pytest.Config) -> None:
