@@ -66,6 +66,10 @@ class Context:
     models: Any = None   # the model worker (model_worker.ModelWorker) that builds students' Keras models
     version: str = ""    # the published version graded (spec.Exercise.version): the worker's trusted layers
     trusted_layers: Mapping[str, str] = field(default_factory=dict)  # that version's: class -> course module
+    # Work a check did not redo because its result was known (a training of the same architecture,
+    # by another submission or an earlier run): the seconds it took then, appended by the check;
+    # the runner moves them into the submission's timings as "reused: <test name>".
+    reused: list[float] = field(default_factory=list, compare=False)
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,7 @@ def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: Note
             status, output = unmet
         else:
             clock = time.monotonic()
+            ctx.reused.clear()
             try:
                 check.run(kernel, ctx)
                 status, output = "passed", ""
@@ -219,6 +220,8 @@ def _grade_item(item: Item, exercise: Exercise, kernel: KernelSession, run: Note
             finally:
                 if timings is not None:
                     timings[f"test: {name}"] = _lap(clock)
+                    if ctx.reused:
+                        timings[f"reused: {name}"] = round(sum(ctx.reused), 2)
         tests.append(TestResult(name, max_score if status == "passed" else 0.0, max_score, status, output,
                                 item=item.name))
         outcomes[name] = status

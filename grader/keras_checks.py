@@ -15,6 +15,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -195,20 +196,25 @@ def trains_like_reference(function: str, reference: Callable[[], Any], case: Cas
             raise Failure("no training data was given to the grader")
         model = student_model(student, ctx, function, case)
         trusted = reference()
-        expected = reference_scores(ctx, cache, [budget.key(), data_digest(ctx.data), "batch-statistics accuracy"],
-                                    trusted, recipe, params, budget.seed)[metric]
+        reference_run = reference_scores(ctx, cache, [budget.key(), data_digest(ctx.data), "batch-statistics accuracy"],
+                                         trusted, recipe, params, budget.seed)
+        expected = reference_run[metric]
         form = canonical_architecture(model.description)
         if form is not None and form == canonical_architecture(trusted.to_json()):
             # The worker trains both from their descriptions under the same seed and budget: the
             # same architecture (up to layer names) gives the reference's own run, already known.
             got = expected
+            ctx.reused.append(reference_run.get("seconds", 0.0))
         elif form is None:
             got = model.train(recipe, params, budget.seed)[metric]
         else:  # a class shares architectures (one mistake, made by many): each is trained once
             architecture = hashlib.sha256(form.encode()).hexdigest()[:32]
-            got = cached_scores(cache, [budget.key(), data_digest(ctx.data), recipe, ctx.version,
-                                        f"student architecture {architecture}"],
-                                lambda: model.train(recipe, params, budget.seed))[metric]
+            scores, known = _cached(cache, [budget.key(), data_digest(ctx.data), recipe, ctx.version,
+                                            f"student architecture {architecture}"],
+                                    lambda: model.train(recipe, params, budget.seed))
+            got = scores[metric]
+            if known:
+                ctx.reused.append(scores.get("seconds", 0.0))
         if got < expected - budget.margin:
             raise Failure(f"on input {call_text(function, case)}: trained by the grader "
                           f"({budget.epochs} epochs on {budget.train_examples} "
@@ -268,15 +274,24 @@ def cached_scores(cache: Path, key_parts: Sequence[str], compute: Callable[[], d
     TensorFlow version and key, kept in `cache` (a JSON file written atomically; two processes
     that add keys at once may lose one, which is then computed again): training the reference
     for every submission would double the time."""
+    return _cached(cache, key_parts, compute)[0]
+
+
+def _cached(cache: Path, key_parts: Sequence[str], compute: Callable[[], dict[str, float]]
+            ) -> tuple[dict[str, float], bool]:
+    """cached_scores' (scores, whether they were known before this call); the scores hold the
+    seconds their computation took ("seconds"), so a reuse can say what it saved."""
     key = "|".join([importlib.metadata.version("tensorflow"), *key_parts])
     scores = json.loads(cache.read_text()) if cache.is_file() else {}
-    if key not in scores:
-        scores[key] = compute()
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(scores, indent=1))
-        tmp.replace(cache)
-    return scores[key]
+    if key in scores:
+        return scores[key], True
+    started = time.monotonic()
+    scores[key] = {**compute(), "seconds": round(time.monotonic() - started, 2)}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(scores, indent=1))
+    tmp.replace(cache)
+    return scores[key], False
 
 
 def initializer(class_name: str, **config: Any):

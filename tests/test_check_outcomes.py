@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 
 from grader import exports, html_report, report, results, text
 from grader.boundary import KernelFault
-from grader.checks import (Check, Failure, GraderFault, NotDeterministic, check_property, draw_examples,
+from grader.checks import (Check, Context, Failure, GraderFault, NotDeterministic, check_property, draw_examples,
                            input_size, requirement_problems)
 from grader.gradebook import Gradebook, Provenance
 from grader.grading import _grade_item
 from grader.results import SubmissionResult, TestResult
-from grader.spec import Item, SpecError, load_exercise
+from grader.spec import Item, SpecError, Tolerance, load_exercise
 
 
 class Kernel:
@@ -35,11 +35,12 @@ class Kernel:
         return set(names) if self._defined is None else set(names) & self._defined
 
 
-def grade(checks: dict[str, list[Check]], item: Item, earlier=(), kernel=None, public_only: bool = False):
+def grade(checks: dict[str, list[Check]], item: Item, earlier=(), kernel=None, public_only: bool = False,
+          timings: dict[str, float] | None = None):
     exercise = SimpleNamespace(checks=SimpleNamespace(CHECKS=checks), item_checks=checks.__getitem__)
     run = SimpleNamespace(cells=[], skipped=[])
-    return _grade_item(item, exercise, kernel or Kernel(), run, nbformat.v4.new_notebook(), None,
-                       public_only=public_only, earlier=earlier)
+    return _grade_item(item, exercise, kernel or Kernel(), run, nbformat.v4.new_notebook(),
+                       Context(Tolerance(1e-5, 1e-6), 1), public_only=public_only, earlier=earlier, timings=timings)
 
 
 def passes(student, ctx) -> None:
@@ -82,6 +83,18 @@ def test_each_check_has_one_of_four_outcomes_and_only_passed_scores():
     assert by_name["f: broken"] == "this check could not be run: KeyError: 'weights'"
     assert by_name["f: trained"] == "not checked because f: wrong failed"
     assert trained.runs == 0  # a skipped check is not run
+
+
+def test_work_a_check_reused_is_in_the_timings_under_its_test_and_only_there():
+    def reuses(student, ctx) -> None:  # e.g. a training of the same architecture, done before in 48 s
+        ctx.reused.append(48.0)
+        raise Failure("accuracy 0.2, the reference reaches 0.9")   # reused work can fail as well
+
+    timings: dict[str, float] = {}
+    tests = grade({"f": [Check("training", reuses), Check("after", passes)]}, Item("f", 2.0), timings=timings)
+    assert [t.status for t in tests] == ["failed", "passed"]
+    assert timings["reused: f: training"] == 48.0 and "reused: f: after" not in timings
+    assert {"test: f: training", "test: f: after"} <= set(timings)
 
 
 def test_an_error_does_not_stop_the_other_checks_of_the_item():

@@ -68,7 +68,7 @@ class FakeModel:
 def test_only_a_different_architecture_is_trained(monkeypatch, tmp_path, student: str, trains: int) -> None:
     model = FakeModel(student, accuracy=0.2)
     monkeypatch.setattr(keras_checks, "student_model", lambda *a, **k: model)
-    monkeypatch.setattr(keras_checks, "reference_scores", lambda *a, **k: {"test_accuracy": 0.9})
+    monkeypatch.setattr(keras_checks, "reference_scores", lambda *a, **k: {"test_accuracy": 0.9, "seconds": 42.0})
     reference = SimpleNamespace(to_json=lambda: functional("reference"))
     check = keras_checks.trains_like_reference("model", lambda: reference, Case(()), "training", "fit",
                                                tmp_path / "scores.json")
@@ -80,6 +80,7 @@ def test_only_a_different_architecture_is_trained(monkeypatch, tmp_path, student
     else:
         check(None, ctx)   # the reference's own run: passes without training
     assert model.trained == trains
+    assert ctx.reused == ([] if trains else [42.0])   # what the reference's training took, reused
 
 
 def test_an_architecture_other_than_the_references_is_trained_once_for_the_whole_class(monkeypatch, tmp_path) -> None:
@@ -97,10 +98,12 @@ def test_an_architecture_other_than_the_references_is_trained_once_for_the_whole
                   params={"training": {"epochs": 1, "batch_size": 2, "train_examples": 4, "margin": 0.05, "seed": 0}})
     with pytest.raises(Failure, match="0.500"):
         check(None, ctx)                       # alice: trained, below the reference
+    assert ctx.reused == []
     with pytest.raises(Failure, match="0.500"):
         check(None, ctx)                       # bob: alice's run, the same verdict
+    assert len(ctx.reused) == 1 and ctx.reused[0] >= 0   # the seconds alice's training took
     check(None, ctx)                           # carol: trained, passes
-    assert [m.trained for m in models] == [1, 0, 1]
+    assert [m.trained for m in models] == [1, 0, 1] and len(ctx.reused) == 1
     # another budget is another run
     queue.append(FakeModel(functional("dave", units=4), 0.9))
     other = dataclasses.replace(ctx, params={"training": {**ctx.params["training"], "epochs": 2}})
