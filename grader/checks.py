@@ -70,6 +70,7 @@ class Context:
     # by another submission or an earlier run): the seconds it took then, appended by the check;
     # the runner moves them into the submission's timings as "reused: <test name>".
     reused: list[float] = field(default_factory=list, compare=False)
+    device: str = "cpu"  # the run's (resolved): a training's scores are cached per device
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,8 @@ def _grade(path: Path, nb, exercise: Exercise, settings: RunSettings, models: Mo
                 clock = time.monotonic()
                 ctx = Context(settings.tolerance, settings.max_examples, data_dir, exercise.params, files, models,
                               exercise.version,
-                              exercise.trusted_layers.allowlist() if exercise.trusted_layers is not None else {})
+                              exercise.trusted_layers.allowlist() if exercise.trusted_layers is not None else {},
+                              device=settings.device)
                 tests: list[TestResult] = []
                 for item in exercise.items:  # a check may require one of an earlier item (Check.requires)
                     tests += _grade_item(item, exercise, kernel, run, nb, ctx, public_only, timings, earlier=tests)

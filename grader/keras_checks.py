@@ -175,7 +175,7 @@ def reference_scores(ctx: Context, cache: Path, key_parts: Sequence[str], refere
     exactly as a student's model is (from its description, under the same seed); cached."""
     if ctx.models is None:
         raise GraderFault("no model worker was given to this check (Context.models)")
-    return cached_scores(cache, key_parts, lambda: RemoteModel(ctx.models, reference.to_json(),
+    return cached_scores(cache, [*key_parts, f"device {ctx.device}"], lambda: RemoteModel(ctx.models, reference.to_json(),
                                                                "training the reference", fault=GraderFault,
                                                                version=ctx.version)
                          .train(recipe, params, seed))
@@ -210,7 +210,7 @@ def trains_like_reference(function: str, reference: Callable[[], Any], case: Cas
         else:  # a class shares architectures (one mistake, made by many): each is trained once
             architecture = hashlib.sha256(form.encode()).hexdigest()[:32]
             scores, known = _cached(cache, [budget.key(), data_digest(ctx.data), recipe, ctx.version,
-                                            f"student architecture {architecture}"],
+                                            f"student architecture {architecture}", f"device {ctx.device}"],
                                     lambda: model.train(recipe, params, budget.seed))
             got = scores[metric]
             if known:

@@ -105,7 +105,13 @@ def test_an_architecture_other_than_the_references_is_trained_once_for_the_whole
     check(None, ctx)                           # carol: trained, passes
     assert [m.trained for m in models] == [1, 0, 1] and len(ctx.reused) == 1
     # another budget is another run
-    queue.append(FakeModel(functional("dave", units=4), 0.9))
+    dave = FakeModel(functional("dave", units=4), 0.9)
+    queue.append(dave)
     other = dataclasses.replace(ctx, params={"training": {**ctx.params["training"], "epochs": 2}})
     check(None, other)
-    assert queue == [] and models[0].trained == 1
+    assert queue == [] and dave.trained == 1 and models[0].trained == 1
+    # and another device too (a GPU's training is not the CPU's, bit for bit)
+    erin = FakeModel(functional("erin", units=4), 0.9)
+    queue.append(erin)
+    check(None, dataclasses.replace(ctx, device="gpu"))
+    assert queue == [] and erin.trained == 1
