@@ -36,11 +36,11 @@ demo: $(STAMP) sandbox-tools
 	@echo "results JSON in demo-results/"
 
 # Every test, the slow ones (real kernels, every sample) included.
-# pytest-xdist, two workers per core: much of a sandboxed test is waiting (kernel start-up,
-# deadlines the hostile notebooks run into), so a second worker per core keeps the cores busy.
-# A file's tests stay together (tests/conftest.py), each exercise's samples are a group of their
-# own, and the longest groups are handed out first.
-TEST_WORKERS ?= $(shell echo $$((2 * $$(nproc))))
+# pytest-xdist, one worker per core (measured: four workers on two cores took as long, held
+# up to 18 GB of memory at once and ran 36 threads for 2 cores). A file's tests stay together
+# (tests/conftest.py), each exercise's samples are a group of their own, and the longest groups
+# are handed out first. TEST_WORKERS=N to choose.
+TEST_WORKERS ?= auto
 test: $(STAMP) sandbox-tools browser
 	$(PY) -m pytest -m "slow or not slow" -n $(TEST_WORKERS) --dist loadgroup
 
