@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grader.checks import Case, Check, Failure, agrees_with_reference, run_property, small_arrays
+from grader.checks import Case, Check, Context, Failure, agrees_with_reference, run_property, small_arrays
 from grader.grading import _grade_item
-from grader.spec import Item
+from grader.spec import Item, Tolerance
 from reference import conv_step_by_step as ref
 
 
@@ -31,7 +31,7 @@ class EveryNameDefined:
 
 def grade(checks: dict[str, list[Check]], item: Item):
     exercise = SimpleNamespace(checks=SimpleNamespace(CHECKS=checks), item_checks=checks.__getitem__)
-    return _grade_item(item, exercise, EveryNameDefined(), run=None, nb=None, ctx=None)
+    return _grade_item(item, exercise, EveryNameDefined(), run=None, nb=None, ctx=Context(Tolerance(1e-5, 1e-6), 1))
 
 
 def passes(kernel, ctx) -> None:
