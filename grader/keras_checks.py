@@ -11,12 +11,14 @@ reference alike, with the exercise's recipes (exercises/<name>/model_recipes.py)
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.metadata
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from hypothesis import strategies as st
 
 __all__ = ["TrainingBudget", "call_text", "student_architecture", "student_model", "remote_model", "same_structure",
-           "parameter_counts", "same_parameter_counts", "computes_like_reference", "model_property",
+           "pass_key", "passes_once", "parameter_counts", "same_parameter_counts", "computes_like_reference", "model_property",
            "trains_like_reference", "reference_scores", "data_digest", "cached_scores", "initializer"]
 
 
@@ -94,17 +96,50 @@ def _built_facts(model: RemoteModel, function: str, case: Case):
     return facts
 
 
+def pass_key(ctx: Context, model: RemoteModel, reference: Callable[[], Any], *check: Any) -> str | None:
+    """Under which key a pass of `check` (its kind, call and inputs) on `model` is remembered in
+    the grading process (ModelWorker.known_passes): the model's and the reference's canonical
+    architectures (layer names do not count) with the course version, device and TensorFlow
+    version. None when the description has no canonical form. Only passes are remembered: a
+    failure's message may quote the student's own model, so it is found anew."""
+    form = canonical_architecture(model.description)
+    if form is None:
+        return None
+    parts = [form, canonical_architecture(reference().to_json()), ctx.version, ctx.device,
+             importlib.metadata.version("tensorflow"), *check]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def passes_once(check: Callable[[RemoteModel, Context], None], key: str | None, model: RemoteModel, ctx: Context
+                ) -> None:
+    """Run `check` on `model` unless a model of the same architecture passed it before in this
+    grading process (then it passes at once, and ctx.reused holds the seconds it took then)."""
+    known = ctx.models.known_passes if ctx.models is not None else None
+    if key is not None and known is not None and key in known:
+        ctx.reused.append(known[key])
+        return
+    started = time.monotonic()
+    check(model, ctx)
+    if key is not None and known is not None:
+        known[key] = round(time.monotonic() - started, 2)
+
+
 def same_structure(function: str, reference: Callable[[], Any], case: Case, through: str | None = None
                    ) -> Callable[[Student, Context], None]:
     """Layer by layer (the course's summary: class, output shape, parameters and per-class
-    details); the first difference named."""
-    def run(student: Student, ctx: Context) -> None:
-        facts = _built_facts(student_model(student, ctx, function, case, through), function, case)
+    details); the first difference named. Passed once per architecture (passes_once)."""
+    def compare(model: RemoteModel, ctx: Context) -> None:
+        facts = _built_facts(model, function, case)
         difference = keras_summary.first_difference(keras_summary.from_data(facts.summary),
                                                     keras_summary.summary(reference()))
         if difference:
             raise Failure(f"on input {call_text(function, case)}: the model differs from the expected "
                           f"architecture at {difference}")
+
+    def run(student: Student, ctx: Context) -> None:
+        model = student_model(student, ctx, function, case, through)
+        passes_once(compare, pass_key(ctx, model, reference, "structure", function, call_text(function, case), through),
+                    model, ctx)
     return run
 
 
@@ -117,12 +152,17 @@ def parameter_counts(model: Any) -> dict[str, int]:
 
 def same_parameter_counts(function: str, reference: Callable[[], Any], case: Case, through: str | None = None
                           ) -> Callable[[Student, Context], None]:
-    def run(student: Student, ctx: Context) -> None:
-        got = _built_facts(student_model(student, ctx, function, case, through), function, case).counts
+    def compare(model: RemoteModel, ctx: Context) -> None:
+        got = _built_facts(model, function, case).counts
         expected = parameter_counts(reference())
         wrong = [f"{k}: expected {expected[k]:,}, got {got[k]:,}" for k in expected if got[k] != expected[k]]
         if wrong:
             raise Failure(f"on input {call_text(function, case)}: parameter counts differ ({'; '.join(wrong)})")
+
+    def run(student: Student, ctx: Context) -> None:
+        model = student_model(student, ctx, function, case, through)
+        passes_once(compare, pass_key(ctx, model, reference, "parameter counts", function, call_text(function, case), through),
+                    model, ctx)
     return run
 
 
@@ -132,9 +172,13 @@ def computes_like_reference(function: str, reference: Callable[[], Any], case: C
                                           "layer is the right kind") -> Callable[[Student, Context], None]:
     """With the reference's weights copied in, the student's model gives the reference's outputs
     (training=True: batch statistics). Catches wiring that structure and counts cannot see;
-    `likely` is the feedback's guess at the cause, which depends on the exercise's model."""
-    def run(student: Student, ctx: Context) -> None:
-        model, expected_model = student_model(student, ctx, function, case), reference()
+    `likely` is the feedback's guess at the cause, which depends on the exercise's model. Passed
+    once per architecture (passes_once: the same wiring computes the same with the same weights)."""
+    inputs_digest = hashlib.sha256(np.ascontiguousarray(inputs).tobytes() + repr((inputs.shape, inputs.dtype)).encode()
+                                   ).hexdigest()
+
+    def compare(model: RemoteModel, ctx: Context) -> None:
+        expected_model = reference()
         got = model.forward(expected_model.get_weights(), inputs, training=True)
         expected = np.asarray(expected_model(inputs, training=True))
         if got.shape != expected.shape:
@@ -143,6 +187,11 @@ def computes_like_reference(function: str, reference: Callable[[], Any], case: C
             worst = float(np.max(np.abs(got - expected)))
             raise Failure(f"on input {call_text(function, case)}: with the reference's weights, the model computes "
                           f"something else (largest difference {worst:.3g} on {len(inputs)} fixed images): {likely}")
+
+    def run(student: Student, ctx: Context) -> None:
+        model = student_model(student, ctx, function, case)
+        passes_once(compare, pass_key(ctx, model, reference, "forward", function, call_text(function, case), inputs_digest,
+                                      rtol, atol), model, ctx)
     return run
 
 
@@ -271,27 +320,50 @@ def data_digest(*paths: Path) -> str:
 
 def cached_scores(cache: Path, key_parts: Sequence[str], compute: Callable[[], dict[str, float]]) -> dict[str, float]:
     """Training scores (the reference's, or those of a student architecture), computed once per
-    TensorFlow version and key, kept in `cache` (a JSON file written atomically; two processes
-    that add keys at once may lose one, which is then computed again): training the reference
-    for every submission would double the time."""
+    TensorFlow version and key, kept in `cache` (a JSON file): training the reference for every
+    submission would double the time. Graders sharing the cache (a batch's jobs) never compute one
+    key twice: the second waits for the first's scores."""
     return _cached(cache, key_parts, compute)[0]
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """An exclusive flock on `lock` (made if missing) for the block: across processes and threads."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _stored(cache: Path) -> dict[str, Any]:
+    return json.loads(cache.read_text()) if cache.is_file() else {}
 
 
 def _cached(cache: Path, key_parts: Sequence[str], compute: Callable[[], dict[str, float]]
             ) -> tuple[dict[str, float], bool]:
-    """cached_scores' (scores, whether they were known before this call); the scores hold the
-    seconds their computation took ("seconds"), so a reuse can say what it saved."""
+    """cached_scores' (scores, whether they were known before this call: computed by another
+    grader, maybe while this one waited); the scores hold the seconds their computation took
+    ("seconds"), so a reuse can say what it saved. One lock per key (held while computing) and
+    one for the file (held while adding a key to it): no key is computed twice or lost."""
     key = "|".join([importlib.metadata.version("tensorflow"), *key_parts])
-    scores = json.loads(cache.read_text()) if cache.is_file() else {}
-    if key in scores:
-        return scores[key], True
-    started = time.monotonic()
-    scores[key] = {**compute(), "seconds": round(time.monotonic() - started, 2)}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(scores, indent=1))
-    tmp.replace(cache)
-    return scores[key], False
+    if key in (known := _stored(cache)):
+        return known[key], True
+    locks = cache.parent / ".locks"
+    with _exclusive(locks / f"{cache.name}.{hashlib.sha256(key.encode()).hexdigest()[:24]}"):
+        if key in (known := _stored(cache)):
+            return known[key], True
+        started = time.monotonic()
+        result = {**compute(), "seconds": round(time.monotonic() - started, 2)}
+        with _exclusive(locks / cache.name):
+            scores = _stored(cache)
+            scores[key] = result
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(scores, indent=1))
+            tmp.replace(cache)
+    return result, False
 
 
 def initializer(class_name: str, **config: Any):

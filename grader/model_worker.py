@@ -120,6 +120,11 @@ class ModelWorker:
         self._group: cgroups.SandboxGroup | None = None
         self._log: Any = None
         self.starts = 0
+        # The checks that passed on a model of this process's grading, by keras_checks.pass_key
+        # (the check, its inputs and the model's canonical architecture): the seconds each took.
+        # A later model of the same architecture passes them without being built (the worker is
+        # long-lived per grading process, so this spans a batch's submissions).
+        self.known_passes: dict[str, float] = {}
 
     # -- setting up, once -----------------------------------------------------------------------
     def _prepare(self) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -115,3 +117,52 @@ def test_an_architecture_other_than_the_references_is_trained_once_for_the_whole
     queue.append(erin)
     check(None, dataclasses.replace(ctx, device="gpu"))
     assert queue == [] and erin.trained == 1
+
+
+def test_two_graders_asking_for_the_same_training_at_once_train_it_once(tmp_path) -> None:
+    # a batch's jobs grade the reference's architecture at the same moment: one trains, the
+    # other waits for its scores (and counts them as reused) instead of training it again
+    cache = tmp_path / "scores.json"
+    started = threading.Event()
+    trainings: list[str] = []
+
+    def train() -> dict[str, float]:
+        trainings.append(threading.current_thread().name)
+        started.set()
+        time.sleep(0.5)
+        return {"test_accuracy": 0.75}
+
+    answers: dict[str, tuple[dict[str, float], bool]] = {}
+
+    def grade(name: str) -> None:
+        answers[name] = keras_checks._cached(cache, ["budget", "architecture a"], train)
+    first = threading.Thread(target=grade, args=("first",), name="first")
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=grade, args=("second",), name="second")
+    second.start()
+    first.join(10)
+    second.join(10)
+    assert trainings == ["first"]
+    assert answers["first"][1] is False and answers["second"][1] is True
+    assert answers["second"][0]["test_accuracy"] == 0.75
+
+
+def test_trainings_finished_at_once_are_all_kept(tmp_path) -> None:
+    # two other architectures trained side by side: each one's scores are stored, none lost
+    cache = tmp_path / "scores.json"
+    ready = threading.Barrier(2)
+
+    def train(accuracy: float):
+        def run() -> dict[str, float]:
+            ready.wait(10)   # both have read the file before either writes it
+            return {"test_accuracy": accuracy}
+        return run
+    threads = [threading.Thread(target=keras_checks._cached, args=(cache, ["budget", f"architecture {a}"], train(a)))
+               for a in (0.5, 0.6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    stored = json.loads(cache.read_text())
+    assert sorted(v["test_accuracy"] for v in stored.values()) == [0.5, 0.6]
