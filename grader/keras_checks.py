@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TrainingBudget", "call_text", "student_architecture", "student_model", "remote_model", "same_structure",
            "pass_key", "passes_once", "parameter_counts", "same_parameter_counts", "computes_like_reference", "model_property",
-           "trains_like_reference", "reference_scores", "data_digest", "cached_scores", "initializer"]
+           "trains_like_reference", "reference_scores", "reference_run", "data_digest", "cached_scores", "cached_run", "initializer"]
 
 
 def call_text(function: str, case: Case) -> str:
@@ -222,12 +222,20 @@ def reference_scores(ctx: Context, cache: Path, key_parts: Sequence[str], refere
                      params: Mapping[str, Any], seed: int) -> dict[str, float]:
     """The reference model's (built here) training scores under `recipe`, trained by the worker
     exactly as a student's model is (from its description, under the same seed); cached."""
+    return reference_run(ctx, cache, key_parts, reference, recipe, params, seed)[0]
+
+
+def reference_run(ctx: Context, cache: Path, key_parts: Sequence[str], reference: Any, recipe: str,
+                  params: Mapping[str, Any], seed: int) -> tuple[dict[str, float], bool]:
+    """reference_scores' (scores, whether they were known before this call: False when this
+    call trained the reference)."""
     if ctx.models is None:
         raise GraderFault("no model worker was given to this check (Context.models)")
-    return cached_scores(cache, [*key_parts, f"device {ctx.device}"], lambda: RemoteModel(ctx.models, reference.to_json(),
-                                                               "training the reference", fault=GraderFault,
-                                                               version=ctx.version)
-                         .train(recipe, params, seed))
+    return cached_run(cache, [*key_parts, f"device {ctx.device}"], lambda: RemoteModel(ctx.models, reference.to_json(),
+                                                                                    "training the reference",
+                                                                                    fault=GraderFault,
+                                                                                    version=ctx.version)
+                   .train(recipe, params, seed))
 
 
 def trains_like_reference(function: str, reference: Callable[[], Any], case: Case, budget_param: str,
@@ -245,20 +253,22 @@ def trains_like_reference(function: str, reference: Callable[[], Any], case: Cas
             raise Failure("no training data was given to the grader")
         model = student_model(student, ctx, function, case)
         trusted = reference()
-        reference_run = reference_scores(ctx, cache, [budget.key(), data_digest(ctx.data), "batch-statistics accuracy"],
-                                         trusted, recipe, params, budget.seed)
-        expected = reference_run[metric]
+        scores_of_reference, reference_known = reference_run(
+            ctx, cache, [budget.key(), data_digest(ctx.data), "batch-statistics accuracy"], trusted, recipe, params,
+            budget.seed)
+        expected = scores_of_reference[metric]
         form = canonical_architecture(model.description)
         if form is not None and form == canonical_architecture(trusted.to_json()):
             # The worker trains both from their descriptions under the same seed and budget: the
             # same architecture (up to layer names) gives the reference's own run, already known.
             got = expected
-            ctx.reused.append(reference_run.get("seconds", 0.0))
+            if reference_known:   # (not when this very check trained it)
+                ctx.reused.append(scores_of_reference.get("seconds", 0.0))
         elif form is None:
             got = model.train(recipe, params, budget.seed)[metric]
         else:  # a class shares architectures (one mistake, made by many): each is trained once
             architecture = hashlib.sha256(form.encode()).hexdigest()[:32]
-            scores, known = _cached(cache, [budget.key(), data_digest(ctx.data), recipe, ctx.version,
+            scores, known = cached_run(cache, [budget.key(), data_digest(ctx.data), recipe, ctx.version,
                                             f"student architecture {architecture}", f"device {ctx.device}"],
                                     lambda: model.train(recipe, params, budget.seed))
             got = scores[metric]
@@ -323,7 +333,7 @@ def cached_scores(cache: Path, key_parts: Sequence[str], compute: Callable[[], d
     TensorFlow version and key, kept in `cache` (a JSON file): training the reference for every
     submission would double the time. Graders sharing the cache (a batch's jobs) never compute one
     key twice: the second waits for the first's scores."""
-    return _cached(cache, key_parts, compute)[0]
+    return cached_run(cache, key_parts, compute)[0]
 
 
 @contextlib.contextmanager
@@ -342,7 +352,7 @@ def _stored(cache: Path) -> dict[str, Any]:
     return json.loads(cache.read_text()) if cache.is_file() else {}
 
 
-def _cached(cache: Path, key_parts: Sequence[str], compute: Callable[[], dict[str, float]]
+def cached_run(cache: Path, key_parts: Sequence[str], compute: Callable[[], dict[str, float]]
             ) -> tuple[dict[str, float], bool]:
     """cached_scores' (scores, whether they were known before this call: computed by another
     grader, maybe while this one waited); the scores hold the seconds their computation took

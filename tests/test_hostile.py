@@ -59,6 +59,19 @@ def exercise():
     return spec.load_exercise("conv_step_by_step")
 
 
+@pytest.fixture(scope="module")
+def base_score(exercise):
+    """base_score(name): the score of the bundled sample `name` graded as it is (once per module:
+    the same notebook, settings and grader give the same score)."""
+    scores: dict[str, float] = {}
+
+    def get(name: str) -> float:
+        if name not in scores:
+            scores[name] = grade_submission(SAMPLES / f"{name}.ipynb", exercise, sandbox="bwrap").score
+        return scores[name]
+    return get
+
+
 @pytest.fixture
 def listener():
     """A loopback server on the grader's side; records anything a kernel manages to send."""
@@ -131,7 +144,7 @@ def build(case: dict, tmp_path: Path, port: int, canary: Path) -> Path:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_hostile_notebook_gets_its_verdict(name, exercise, tmp_path, listener, canary, monkeypatch):
+def test_hostile_notebook_gets_its_verdict(name, exercise, tmp_path, listener, canary, monkeypatch, base_score):
     case = CASES[name]
     port, received = listener
     monkeypatch.setenv("GRADER_SECRET_TOKEN", "hunter2")
@@ -155,8 +168,7 @@ def test_hostile_notebook_gets_its_verdict(name, exercise, tmp_path, listener, c
         assert result.status == "ungradable" and result.error, report
         return
     if case.get("at_most_base"):
-        base = grade_submission(SAMPLES / f"{case.get('base', 'correct')}.ipynb", exercise, sandbox="bwrap")
-        assert result.score <= base.score, report
+        assert result.score <= base_score(case.get("base", "correct")), report
         return
     assert result.status == "graded", report
     assert results_by_item(result) == {i: "failed" if i in case["failed"] else "passed" for i in ITEMS}, report

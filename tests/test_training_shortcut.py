@@ -70,7 +70,7 @@ class FakeModel:
 def test_only_a_different_architecture_is_trained(monkeypatch, tmp_path, student: str, trains: int) -> None:
     model = FakeModel(student, accuracy=0.2)
     monkeypatch.setattr(keras_checks, "student_model", lambda *a, **k: model)
-    monkeypatch.setattr(keras_checks, "reference_scores", lambda *a, **k: {"test_accuracy": 0.9, "seconds": 42.0})
+    monkeypatch.setattr(keras_checks, "reference_run", lambda *a, **k: ({"test_accuracy": 0.9, "seconds": 42.0}, True))
     reference = SimpleNamespace(to_json=lambda: functional("reference"))
     check = keras_checks.trains_like_reference("model", lambda: reference, Case(()), "training", "fit",
                                                tmp_path / "scores.json")
@@ -85,13 +85,39 @@ def test_only_a_different_architecture_is_trained(monkeypatch, tmp_path, student
     assert ctx.reused == ([] if trains else [42.0])   # what the reference's training took, reused
 
 
+def test_the_submission_whose_check_trained_the_reference_does_not_count_it_as_reused(monkeypatch, tmp_path) -> None:
+    # the first submission with the reference's architecture pays for the reference's training
+    model = FakeModel(functional("student"), accuracy=0.2)
+    monkeypatch.setattr(keras_checks, "student_model", lambda *a, **k: model)
+    reference = SimpleNamespace(to_json=lambda: functional("reference"))
+    trained: list[str] = []
+
+    class Worker:   # what RemoteModel asks the model worker: here, to train the reference
+        limits = SimpleNamespace(call_timeout=5, train_timeout=5)
+        known_passes: dict[str, float] = {}
+
+        def request(self, message, timeout, what):
+            trained.append(message["op"])
+            return {"scores": {"test_accuracy": 0.9}}
+    check = keras_checks.trains_like_reference("model", lambda: reference, Case(()), "training", "fit",
+                                               tmp_path / "cache" / "scores.json")
+    (tmp_path / "data").mkdir()
+    ctx = Context(Tolerance(1e-5, 1e-6), 1, data=tmp_path / "data", models=Worker(),
+                  params={"training": {"epochs": 1, "batch_size": 2, "train_examples": 4, "margin": 0.1, "seed": 0}})
+    check(None, ctx)
+    assert trained == ["train"] and ctx.reused == []      # trained here: nothing reused
+    ctx.reused.clear()
+    check(None, ctx)
+    assert trained == ["train"] and len(ctx.reused) == 1  # the next one reuses it
+
+
 def test_an_architecture_other_than_the_references_is_trained_once_for_the_whole_class(monkeypatch, tmp_path) -> None:
     # two students, the same mistake (4 units) under other layer names; a third with another mistake
     models = [FakeModel(functional("alice", units=4), 0.5), FakeModel(functional("bob", units=4), 0.5),
               FakeModel(functional("carol", units=5), 0.7)]
     queue = list(models)
     monkeypatch.setattr(keras_checks, "student_model", lambda *a, **k: queue.pop(0))
-    monkeypatch.setattr(keras_checks, "reference_scores", lambda *a, **k: {"test_accuracy": 0.6})
+    monkeypatch.setattr(keras_checks, "reference_run", lambda *a, **k: ({"test_accuracy": 0.6}, True))
     reference = SimpleNamespace(to_json=lambda: functional("reference"))
     check = keras_checks.trains_like_reference("model", lambda: reference, Case(()), "training", "fit",
                                                tmp_path / "cache" / "scores.json")
@@ -135,7 +161,7 @@ def test_two_graders_asking_for_the_same_training_at_once_train_it_once(tmp_path
     answers: dict[str, tuple[dict[str, float], bool]] = {}
 
     def grade(name: str) -> None:
-        answers[name] = keras_checks._cached(cache, ["budget", "architecture a"], train)
+        answers[name] = keras_checks.cached_run(cache, ["budget", "architecture a"], train)
     first = threading.Thread(target=grade, args=("first",), name="first")
     first.start()
     assert started.wait(10)
@@ -158,7 +184,7 @@ def test_trainings_finished_at_once_are_all_kept(tmp_path) -> None:
             ready.wait(10)   # both have read the file before either writes it
             return {"test_accuracy": accuracy}
         return run
-    threads = [threading.Thread(target=keras_checks._cached, args=(cache, ["budget", f"architecture {a}"], train(a)))
+    threads = [threading.Thread(target=keras_checks.cached_run, args=(cache, ["budget", f"architecture {a}"], train(a)))
                for a in (0.5, 0.6)]
     for t in threads:
         t.start()
@@ -166,3 +192,30 @@ def test_trainings_finished_at_once_are_all_kept(tmp_path) -> None:
         t.join(10)
     stored = json.loads(cache.read_text())
     assert sorted(v["test_accuracy"] for v in stored.values()) == [0.5, 0.6]
+
+
+def test_mobilenet_fine_tuning_is_trained_once_per_architecture_and_rate(monkeypatch, tmp_path) -> None:
+    # model2 under other layer names and the same rate: one training; another rate: another
+    from grader.spec import load_exercise
+    checks = load_exercise("mobilenet_transfer").checks
+    monkeypatch.setattr(checks, "DATA_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(checks, "reference_scores", lambda *a, **k: {"validation_accuracy": 0.8})
+    rate = {"value": 1e-4}
+    monkeypatch.setattr(checks, "fine_tuning_state",
+                        lambda student: {"optimizer": {"class": "Adam", "config": {"learning_rate": rate["value"]}}})
+    class FineTuned(FakeModel):
+        def train(self, recipe, params, seed):
+            self.trained += 1
+            return {"validation_accuracy": self.accuracy}
+    students = {name: FineTuned(functional(name), 0.85) for name in ("alice", "bob", "carol")}
+    monkeypatch.setattr(checks, "_model2", lambda student, ctx: students[student])
+    (tmp_path / "data").mkdir()
+    (tmp_path / "weights.h5").write_bytes(b"weights")
+    ctx = Context(Tolerance(1e-5, 1e-6), 1, data=tmp_path / "data", files={"weights": tmp_path / "weights.h5"},
+                  params={"training": {"head_epochs": 1, "fine_epochs": 1, "margin": 0.1, "seed": 0}})
+    checks.trains_like_reference("alice", ctx)
+    checks.trains_like_reference("bob", ctx)
+    assert [students["alice"].trained, students["bob"].trained] == [1, 0] and len(ctx.reused) == 1
+    rate["value"] = 1e-3
+    checks.trains_like_reference("carol", ctx)
+    assert students["carol"].trained == 1
