@@ -283,39 +283,78 @@ def trains_like_reference(function: str, reference: Callable[[], Any], case: Cas
 
 
 def canonical_architecture(description: str) -> str | None:
-    """A model description with its layers' and models' names replaced by their order of
+    """A model description with the names of its layers and models replaced by their order of
     appearance (names are labels: they change neither the weights a seeded build draws nor the
     computation), as canonical JSON; None if it is not a JSON object. Two descriptions with the
-    same canonical form build, under one seed, the same model."""
+    same canonical form build, under one seed, the same model.
+
+    Only names are replaced, where they stand: a model config's "name", a layer entry's "name"
+    and its config's "name", and the layer references of "inbound_nodes", "input_layers" and
+    "output_layers". Any other string stays as written, even one spelled like a name: a layer
+    named "relu" with a relu activation and one named "tanh" with a tanh activation are two
+    architectures, not one. A description with a name that is not a string, or a reference to a
+    layer it does not have, has no canonical form (its model would not build: nothing of another
+    model's may stand for it)."""
     try:
         doc = json.loads(description)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
     if not isinstance(doc, dict):
         return None
     names: dict[str, str] = {}
 
-    def collect(node: Any) -> None:
-        if isinstance(node, dict):
-            config = node.get("config")
-            for name in (node.get("name"), config.get("name") if isinstance(config, dict) else None):
-                if isinstance(name, str) and name not in names:
-                    names[name] = f"\x00layer{len(names)}"
-            for value in node.values():
-                collect(value)
-        elif isinstance(node, list):
-            for value in node:
-                collect(value)
+    class Irregular(Exception):
+        pass
 
-    def rename(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: rename(v) for k, v in node.items()}
+    def token(name: Any) -> str:
+        if not isinstance(name, str):
+            raise Irregular
+        return names.setdefault(name, f"\x00layer{len(names)}")
+
+    def reference(node: Any) -> Any:
+        """A layer reference ([layer name, node index, tensor index, kwargs?]) or lists of them."""
         if isinstance(node, list):
-            return [rename(v) for v in node]
-        return names.get(node, node) if isinstance(node, str) else node
+            if len(node) >= 3 and isinstance(node[0], str) and isinstance(node[1], int) and isinstance(node[2], int):
+                if node[0] not in names:
+                    raise Irregular
+                return [names[node[0]], *(reference(v) for v in node[1:])]
+            return [reference(v) for v in node]
+        if isinstance(node, dict):
+            return {k: reference(v) for k, v in node.items()}
+        return node
 
-    collect(doc)
-    return json.dumps(rename(doc), sort_keys=True)
+    def layer_entry(entry: Any) -> Any:
+        if not isinstance(entry, dict):
+            return entry
+        out = dict(entry)
+        if "name" in out:
+            out["name"] = token(out["name"])
+        if isinstance(out.get("config"), dict):
+            out["config"] = model_config(out["config"])
+        return out
+
+    def model_config(config: dict[str, Any]) -> dict[str, Any]:
+        """A model's (or a layer's) config: its name, its layers, then the references to them."""
+        out = dict(config)
+        if "name" in out:
+            out["name"] = token(out["name"])
+        if isinstance(out.get("layers"), list):
+            out["layers"] = [layer_entry(e) for e in out["layers"]]
+            for i, entry in enumerate(out["layers"]):
+                if isinstance(entry, dict) and "inbound_nodes" in entry:
+                    out["layers"][i] = {**entry, "inbound_nodes": reference(entry["inbound_nodes"])}
+            for key in ("input_layers", "output_layers"):
+                if key in out:
+                    out[key] = reference(out[key])
+        return out
+
+    canonical = dict(doc)
+    try:
+        if isinstance(doc.get("config"), dict):
+            canonical["config"] = model_config(doc["config"])
+    except (Irregular, RecursionError):
+        return None
+    return json.dumps(canonical, sort_keys=True)
 
 
 def data_digest(*paths: Path) -> str:

@@ -52,6 +52,47 @@ def test_wiring_counts_even_with_the_same_layers() -> None:
     assert keras_checks.canonical_architecture(json.dumps(rewired)) != keras_checks.canonical_architecture(functional("a"))
 
 
+def named_like_its_activation(activation: str, dtype: str = "float32") -> str:
+    """A model whose Dense layer is named after its own activation (and dtype)."""
+    doc = json.loads(functional("a", activation=activation))
+    doc["config"]["layers"][1]["name"] = doc["config"]["layers"][1]["config"]["name"] = activation
+    doc["config"]["layers"][1]["config"]["dtype"] = dtype
+    doc["config"]["output_layers"] = [[activation, 0, 0]]
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize(("one", "other"), [
+    (named_like_its_activation("relu"), named_like_its_activation("tanh")),     # relu passes; tanh must not
+    (named_like_its_activation("relu"), named_like_its_activation("relu", "float16")),
+    (named_like_its_activation("float32"), named_like_its_activation("float16", "float16")),
+], ids=["relu-or-tanh", "dtype", "named-like-the-dtype"])
+def test_a_name_that_equals_a_setting_does_not_hide_the_setting(one: str, other: str) -> None:
+    # a layer named "relu" whose activation is "relu", and one named "tanh" whose activation is
+    # "tanh": only the names may be set aside, never a setting spelled like one of them
+    assert keras_checks.canonical_architecture(one) != keras_checks.canonical_architecture(other)
+
+
+def test_names_inside_a_nested_model_do_not_count_either() -> None:
+    def nested(prefix: str) -> str:
+        inner = json.loads(functional(f"{prefix}_inner"))
+        outer = json.loads(functional(prefix))
+        outer["config"]["layers"][1] = {**inner, "name": f"{prefix}_inner_model",
+                                        "inbound_nodes": [[[f"{prefix}_input", 0, 0, {}]]]}
+        outer["config"]["output_layers"] = [[f"{prefix}_inner_model", 0, 0]]
+        return json.dumps(outer)
+    assert keras_checks.canonical_architecture(nested("a")) == keras_checks.canonical_architecture(nested("b"))
+
+
+def test_a_reference_to_a_missing_layer_or_a_name_that_is_not_text_has_no_canonical_form() -> None:
+    # such a model would not build; spelled like a placeholder, it must not pass for one that does
+    dangling = json.loads(functional("a"))
+    dangling["config"]["layers"][1]["inbound_nodes"] = [[["\x00layer1", 0, 0, {}]]]
+    numbered = json.loads(functional("a"))
+    numbered["config"]["layers"][1]["name"] = 7
+    for doc in (dangling, numbered):
+        assert keras_checks.canonical_architecture(json.dumps(doc)) is None
+
+
 @pytest.mark.parametrize("text", ["not json", "[1, 2]", "3"])
 def test_a_description_that_is_not_an_object_has_no_canonical_form(text: str) -> None:
     assert keras_checks.canonical_architecture(text) is None
