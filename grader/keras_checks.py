@@ -17,6 +17,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -228,14 +229,17 @@ def reference_scores(ctx: Context, cache: Path, key_parts: Sequence[str], refere
 def reference_run(ctx: Context, cache: Path, key_parts: Sequence[str], reference: Any, recipe: str,
                   params: Mapping[str, Any], seed: int) -> tuple[dict[str, float], bool]:
     """reference_scores' (scores, whether they were known before this call: False when this
-    call trained the reference)."""
+    call trained the reference). Keyed by `key_parts` (budget, data) with the recipe, the course
+    version, the reference's canonical architecture and the device: two references sharing a
+    cache file and a budget (conv_application's two models) never read each other's score."""
     if ctx.models is None:
         raise GraderFault("no model worker was given to this check (Context.models)")
-    return cached_run(cache, [*key_parts, f"device {ctx.device}"], lambda: RemoteModel(ctx.models, reference.to_json(),
-                                                                                    "training the reference",
-                                                                                    fault=GraderFault,
-                                                                                    version=ctx.version)
-                   .train(recipe, params, seed))
+    description = reference.to_json()
+    form = canonical_architecture(description) or description
+    return cached_run(cache, [*key_parts, f"recipe {recipe}", f"version {ctx.version}",
+                              f"reference {hashlib.sha256(form.encode()).hexdigest()[:32]}", f"device {ctx.device}"],
+                      lambda: RemoteModel(ctx.models, description, "training the reference", fault=GraderFault,
+                                          version=ctx.version).train(recipe, params, seed))
 
 
 def trains_like_reference(function: str, reference: Callable[[], Any], case: Case, budget_param: str,
@@ -282,6 +286,11 @@ def trains_like_reference(function: str, reference: Callable[[], Any], case: Cas
     return run
 
 
+# The layer and model names TensorFlow accepts as name scopes ("" too: Keras names it). Any other
+# name fails the build (and Keras reads a reference to "_CONSTANT_VALUE" as a constant).
+_BUILDABLE_NAME = re.compile(r"(?:[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*)?")
+
+
 def canonical_architecture(description: str) -> str | None:
     """A model description with the names of its layers and models replaced by their order of
     appearance (names are labels: they change neither the weights a seeded build draws nor the
@@ -292,9 +301,10 @@ def canonical_architecture(description: str) -> str | None:
     and its config's "name", and the layer references of "inbound_nodes", "input_layers" and
     "output_layers". Any other string stays as written, even one spelled like a name: a layer
     named "relu" with a relu activation and one named "tanh" with a tanh activation are two
-    architectures, not one. A description with a name that is not a string, or a reference to a
-    layer it does not have, has no canonical form (its model would not build: nothing of another
-    model's may stand for it)."""
+    architectures, not one. A description with a name that is not a string or that TensorFlow
+    refuses as a scope (_BUILDABLE_NAME), a reference to a layer it does not have, or one whose
+    node or tensor index is not an integer (Keras reads 0.0 as 0; the name it holds would stay as
+    written), has no canonical form: nothing of another model's may stand for it."""
     try:
         doc = json.loads(description)
     except (TypeError, ValueError, RecursionError):
@@ -307,15 +317,15 @@ def canonical_architecture(description: str) -> str | None:
         pass
 
     def token(name: Any) -> str:
-        if not isinstance(name, str):
+        if not (isinstance(name, str) and _BUILDABLE_NAME.fullmatch(name)):
             raise Irregular
         return names.setdefault(name, f"\x00layer{len(names)}")
 
     def reference(node: Any) -> Any:
         """A layer reference ([layer name, node index, tensor index, kwargs?]) or lists of them."""
         if isinstance(node, list):
-            if len(node) >= 3 and isinstance(node[0], str) and isinstance(node[1], int) and isinstance(node[2], int):
-                if node[0] not in names:
+            if len(node) in (3, 4) and isinstance(node[0], str):   # what Keras reads as a reference
+                if node[0] not in names or not all(type(i) is int for i in node[1:3]):
                     raise Irregular
                 return [names[node[0]], *(reference(v) for v in node[1:])]
             return [reference(v) for v in node]
@@ -388,7 +398,13 @@ def _exclusive(lock: Path) -> Iterator[None]:
 
 
 def _stored(cache: Path) -> dict[str, Any]:
-    return json.loads(cache.read_text()) if cache.is_file() else {}
+    """The cache's entries; none when it is missing or unreadable (e.g. cut short by a crash:
+    what it held is computed again, and the next write replaces it whole)."""
+    try:
+        stored = json.loads(cache.read_text()) if cache.is_file() else {}
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
 
 
 def cached_run(cache: Path, key_parts: Sequence[str], compute: Callable[[], dict[str, float]]

@@ -93,6 +93,38 @@ def test_a_reference_to_a_missing_layer_or_a_name_that_is_not_text_has_no_canoni
         assert keras_checks.canonical_architecture(json.dumps(doc)) is None
 
 
+def two_dense(first: str, second: str, index: object = 0) -> str:
+    """Input -> Dense `first` -> Dense `second`; the output is the layer named "d2", referred to
+    with node index `index` (Keras also accepts 0.0 there)."""
+    doc = json.loads(functional("a"))
+    dense = doc["config"]["layers"][1]
+    doc["config"]["layers"] = [doc["config"]["layers"][0],
+                               {**dense, "name": first, "config": {**dense["config"], "name": first}},
+                               {**dense, "name": second, "config": {**dense["config"], "name": second},
+                                "inbound_nodes": [[[first, 0, 0, {}]]]}]
+    doc["config"]["output_layers"] = [["d2", index, 0]]
+    return json.dumps(doc)
+
+
+def test_a_reference_whose_index_is_not_an_integer_has_no_canonical_form() -> None:
+    # found by a red-team pass: with the name left as written, swapping the two Dense layers'
+    # names rewires the output (after two layers, or after one) under the same canonical form
+    assert keras_checks.canonical_architecture(two_dense("d1", "d2")) is not None
+    for index in (0.0, True, "0"):
+        assert keras_checks.canonical_architecture(two_dense("d1", "d2", index)) is None
+        assert keras_checks.canonical_architecture(two_dense("d2", "d1", index)) is None
+
+
+@pytest.mark.parametrize("name", ["_CONSTANT_VALUE", "a b", "_x", "-x", "\u00e9", "a:b"])
+def test_a_name_the_model_cannot_be_built_with_has_no_canonical_form(name: str) -> None:
+    # TensorFlow refuses these scope names (and Keras reads _CONSTANT_VALUE as a constant): such
+    # a model does not build, so it may not take the canonical form of one that does
+    doc = json.loads(functional("a"))
+    doc["config"]["layers"][1]["name"] = doc["config"]["layers"][1]["config"]["name"] = name
+    doc["config"]["output_layers"] = [[name, 0, 0]]
+    assert keras_checks.canonical_architecture(json.dumps(doc)) is None
+
+
 @pytest.mark.parametrize("text", ["not json", "[1, 2]", "3"])
 def test_a_description_that_is_not_an_object_has_no_canonical_form(text: str) -> None:
     assert keras_checks.canonical_architecture(text) is None
@@ -260,3 +292,35 @@ def test_mobilenet_fine_tuning_is_trained_once_per_architecture_and_rate(monkeyp
     rate["value"] = 1e-3
     checks.trains_like_reference("carol", ctx)
     assert students["carol"].trained == 1
+
+
+def test_two_references_under_one_budget_and_cache_are_trained_apart(tmp_path) -> None:
+    # e.g. conv_application's happy and signs models: same cache file, same data folder; were
+    # their budgets set equal, one must still never be graded against the other's score
+    trained: list[str] = []
+
+    class Worker:
+        limits = SimpleNamespace(call_timeout=5, train_timeout=5)
+        known_passes: dict[str, float] = {}
+
+        def request(self, message, timeout, what):
+            trained.append(message["model"])
+            return {"scores": {"test_accuracy": 0.5 + 0.1 * len(trained)}}
+    ctx = Context(Tolerance(1e-5, 1e-6), 1, models=Worker())
+    happy = SimpleNamespace(to_json=lambda: functional("happy", units=1))
+    signs = SimpleNamespace(to_json=lambda: functional("signs", units=6))
+    cache = tmp_path / "scores.json"
+    runs = [keras_checks.reference_run(ctx, cache, ["budget", "data"], model, recipe, {}, 0)
+            for model, recipe in ((happy, "happy"), (signs, "signs"), (happy, "happy"), (happy, "signs"))]
+    assert len(trained) == 3        # happy, signs, then happy under the signs recipe
+    assert runs[0] == (runs[2][0], False) and runs[2][1] is True
+    assert runs[1][0]["test_accuracy"] != runs[0][0]["test_accuracy"]
+
+
+@pytest.mark.parametrize("left", ["", "{\"cut short", "[1, 2]"])
+def test_a_score_file_left_unreadable_is_computed_again(tmp_path, left: str) -> None:
+    cache = tmp_path / "scores.json"
+    cache.write_text(left)
+    scores, known = keras_checks.cached_run(cache, ["budget"], lambda: {"test_accuracy": 0.5})
+    assert (scores["test_accuracy"], known) == (0.5, False)
+    assert keras_checks.cached_run(cache, ["budget"], lambda: {"test_accuracy": 0.9})[0]["test_accuracy"] == 0.5
