@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -11,7 +12,12 @@ from typing import Any
 
 import pytest
 
-from grader import kernel_side, probe
+# The grader's Keras is tf_keras (Keras 2): TensorFlow reads this once, at its first import, so
+# it is set before any test module can import TensorFlow or tf_keras (a module that imported
+# tf_keras first made tensorflow.keras Keras 3 for the rest of its worker's tests).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from grader import kernel_side, probe  # noqa: E402
 from grader.checks import Context
 from grader.spec import Exercise, load_exercise
 

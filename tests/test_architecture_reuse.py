@@ -6,17 +6,20 @@ Failures are never reused (their messages quote the student's model)."""
 from __future__ import annotations
 
 import json
+import os
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
-import tf_keras
 
-from grader import keras_checks, keras_summary
-from grader.checks import Case, Context, Failure
-from grader.model_worker import RemoteModel
-from grader.spec import Tolerance
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")   # before tf_keras imports TensorFlow
+import tf_keras  # noqa: E402
+
+from grader import keras_checks, keras_summary  # noqa: E402
+from grader.checks import Case, Context, Failure  # noqa: E402
+from grader.model_worker import RemoteModel  # noqa: E402
+from grader.spec import Tolerance  # noqa: E402
 
 CASE = Case((), {"units": 3})
 INPUTS = np.random.RandomState(0).rand(5, 2).astype(np.float32)
