@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TrainingBudget", "call_text", "student_architecture", "student_model", "remote_model", "same_structure",
            "pass_key", "passes_once", "parameter_counts", "same_parameter_counts", "computes_like_reference", "model_property",
-           "trains_like_reference", "reference_scores", "reference_run", "data_digest", "cached_scores", "cached_run", "initializer"]
+           "trains_like_reference", "reference_scores", "reference_run", "data_digest", "cached_scores", "cached_run", "architecture_run", "initializer"]
 
 
 def call_text(function: str, case: Case) -> str:
@@ -242,6 +242,25 @@ def reference_run(ctx: Context, cache: Path, key_parts: Sequence[str], reference
                                           version=ctx.version).train(recipe, params, seed))
 
 
+def architecture_run(ctx: Context, cache: Path, key_parts: Sequence[str], model: RemoteModel, recipe: str,
+                     params: Mapping[str, Any], seed: int, form: str | None = None) -> dict[str, float]:
+    """`model` trained by the worker under `recipe`, `params` and `seed`: once per canonical
+    architecture (layer names aside) for the same key_parts (budget, data), recipe, course version
+    and device, across submissions and runs (then ctx.reused holds the seconds the stored run
+    took). A description without a canonical form is trained every time. `form`: the model's
+    canonical architecture, where the caller has it already."""
+    form = form if form is not None else canonical_architecture(model.description)
+    if form is None:
+        return model.train(recipe, params, seed)
+    architecture = hashlib.sha256(form.encode()).hexdigest()[:32]
+    scores, known = cached_run(cache, [*key_parts, recipe, ctx.version, f"student architecture {architecture}",
+                                       f"device {ctx.device}"],
+                               lambda: model.train(recipe, params, seed))
+    if known:
+        ctx.reused.append(scores.get("seconds", 0.0))
+    return scores
+
+
 def trains_like_reference(function: str, reference: Callable[[], Any], case: Case, budget_param: str,
                           recipe: str, cache: Path, metric: str = "test_accuracy"
                           ) -> Callable[[Student, Context], None]:
@@ -268,16 +287,9 @@ def trains_like_reference(function: str, reference: Callable[[], Any], case: Cas
             got = expected
             if reference_known:   # (not when this very check trained it)
                 ctx.reused.append(scores_of_reference.get("seconds", 0.0))
-        elif form is None:
-            got = model.train(recipe, params, budget.seed)[metric]
         else:  # a class shares architectures (one mistake, made by many): each is trained once
-            architecture = hashlib.sha256(form.encode()).hexdigest()[:32]
-            scores, known = cached_run(cache, [budget.key(), data_digest(ctx.data), recipe, ctx.version,
-                                            f"student architecture {architecture}", f"device {ctx.device}"],
-                                    lambda: model.train(recipe, params, budget.seed))
-            got = scores[metric]
-            if known:
-                ctx.reused.append(scores.get("seconds", 0.0))
+            got = architecture_run(ctx, cache, [budget.key(), data_digest(ctx.data)], model, recipe, params,
+                                   budget.seed, form)[metric]
         if got < expected - budget.margin:
             raise Failure(f"on input {call_text(function, case)}: trained by the grader "
                           f"({budget.epochs} epochs on {budget.train_examples} "

@@ -364,8 +364,9 @@ class Sandbox:
 
     def _kill_if_over(self, pid: int) -> bool:
         limit = self.limits.disk_mb * 1024 * 1024
-        size, entries = usage(self.scratch, max(4096, limit // 4096))
-        if size <= limit and entries <= max(4096, limit // 4096):
+        max_entries = max(4096, limit // 4096)   # empty files take no blocks: their number is bounded too
+        size, entries = usage(self.scratch, max_entries)
+        if size <= limit and entries <= max_entries:
             return False
         self.disk_exceeded = True
         try:

@@ -324,3 +324,31 @@ def test_a_score_file_left_unreadable_is_computed_again(tmp_path, left: str) -> 
     scores, known = keras_checks.cached_run(cache, ["budget"], lambda: {"test_accuracy": 0.5})
     assert (scores["test_accuracy"], known) == (0.5, False)
     assert keras_checks.cached_run(cache, ["budget"], lambda: {"test_accuracy": 0.9})[0]["test_accuracy"] == 0.5
+
+
+def test_a_stored_run_is_shared_only_under_the_same_budget_recipe_version_and_device(tmp_path) -> None:
+    # architecture_run (both training checks use it): a renamed copy reuses the stored run; any
+    # other key part trains again; a description without a canonical form is never stored
+    cache = tmp_path / "scores.json"
+
+    def run(model: FakeModel, key: str = "budget", recipe: str = "fit", version: str = "2021",
+            device: str = "cpu") -> Context:
+        ctx = Context(Tolerance(1e-5, 1e-6), 1, version=version, device=device)
+        assert keras_checks.architecture_run(ctx, cache, [key, "data"], model, recipe, {}, 0)["test_accuracy"] == \
+            model.accuracy
+        return ctx
+
+    first = FakeModel(functional("alice"), 0.7)
+    assert run(first).reused == [] and first.trained == 1
+    renamed = FakeModel(functional("bob"), 0.1)   # were it trained, its own 0.1 would show
+    renamed_ctx = Context(Tolerance(1e-5, 1e-6), 1, version="2021", device="cpu")
+    assert keras_checks.architecture_run(renamed_ctx, cache, ["budget", "data"], renamed, "fit", {},
+                                         0)["test_accuracy"] == 0.7
+    assert renamed.trained == 0 and renamed_ctx.reused == [0.0]
+    for change in ({"key": "other budget"}, {"recipe": "fine_tuning"}, {"version": "2024"}, {"device": "gpu"}):
+        model = FakeModel(functional("carol"), 0.5)
+        run(model, **change)
+        assert model.trained == 1, change
+    unnamed = FakeModel("not json", 0.3)
+    run(unnamed), run(unnamed)
+    assert unnamed.trained == 2

@@ -11,7 +11,6 @@ data_augmenter costs its own point only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import lru_cache
 from typing import Any
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 
 from grader.checks import (Case, Check, Context, Failure, GraderFault, Student, call_student, describe_type,
                            remembered, small_arrays)
-from grader.keras_checks import (cached_run, call_text, canonical_architecture, data_digest, model_property,
+from grader.keras_checks import (architecture_run, call_text, data_digest, model_property,
                                  reference_scores, remote_model,
                                  same_parameter_counts, same_structure, student_architecture, student_model)
 from grader.model_worker import LayerFacts, ModelFacts, RemoteModel
@@ -340,19 +339,11 @@ def trains_like_reference(student: Student, ctx: Context) -> None:
                                 _reference_fine_tuned(), "fine_tuning",
                                 {**params, "fine_rate": 0.1 * ref.BASE_LEARNING_RATE}, params["seed"]
                                 )["validation_accuracy"]
-    model2, own = _model2(student, ctx), {**params, "fine_rate": rate}
-    form = canonical_architecture(model2.description)
-    if form is None:
-        got = model2.train("fine_tuning", own, params["seed"])["validation_accuracy"]
-    else:  # the worker trains from the description alone: one run per architecture (names aside) and rate
-        architecture = hashlib.sha256(form.encode()).hexdigest()[:32]
-        scores, known = cached_run(DATA_CACHE / "mobilenet_transfer" / "reference_scores.json",
-                                   [json.dumps(own, sort_keys=True), key[1], "fine_tuning", ctx.version,
-                                    f"student architecture {architecture}", f"device {ctx.device}"],
-                                   lambda: model2.train("fine_tuning", own, params["seed"]))
-        got = scores["validation_accuracy"]
-        if known:
-            ctx.reused.append(scores.get("seconds", 0.0))
+    own = {**params, "fine_rate": rate}
+    # The worker trains from the description alone: one run per architecture (names aside) and rate.
+    got = architecture_run(ctx, DATA_CACHE / "mobilenet_transfer" / "reference_scores.json",
+                           [json.dumps(own, sort_keys=True), key[1]], _model2(student, ctx), "fine_tuning", own,
+                           params["seed"])["validation_accuracy"]
     if got < expected - params["margin"]:
         raise Failure(f"model2, trained by the grader ({params['head_epochs']} epochs of the head, then "
                       f"{params['fine_epochs']} of fine-tuning, on the notebook's training split), reaches a "
