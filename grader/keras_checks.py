@@ -243,13 +243,12 @@ def reference_run(ctx: Context, cache: Path, key_parts: Sequence[str], reference
 
 
 def architecture_run(ctx: Context, cache: Path, key_parts: Sequence[str], model: RemoteModel, recipe: str,
-                     params: Mapping[str, Any], seed: int, form: str | None = None) -> dict[str, float]:
+                     params: Mapping[str, Any], seed: int) -> dict[str, float]:
     """`model` trained by the worker under `recipe`, `params` and `seed`: once per canonical
     architecture (layer names aside) for the same key_parts (budget, data), recipe, course version
     and device, across submissions and runs (then ctx.reused holds the seconds the stored run
-    took). A description without a canonical form is trained every time. `form`: the model's
-    canonical architecture, where the caller has it already."""
-    form = form if form is not None else canonical_architecture(model.description)
+    took). A description without a canonical form is trained every time."""
+    form = canonical_architecture(model.description)
     if form is None:
         return model.train(recipe, params, seed)
     architecture = hashlib.sha256(form.encode()).hexdigest()[:32]
@@ -289,7 +288,7 @@ def trains_like_reference(function: str, reference: Callable[[], Any], case: Cas
                 ctx.reused.append(scores_of_reference.get("seconds", 0.0))
         else:  # a class shares architectures (one mistake, made by many): each is trained once
             got = architecture_run(ctx, cache, [budget.key(), data_digest(ctx.data)], model, recipe, params,
-                                   budget.seed, form)[metric]
+                                   budget.seed)[metric]
         if got < expected - budget.margin:
             raise Failure(f"on input {call_text(function, case)}: trained by the grader "
                           f"({budget.epochs} epochs on {budget.train_examples} "
