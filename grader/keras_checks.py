@@ -237,7 +237,8 @@ def reference_run(ctx: Context, cache: Path, key_parts: Sequence[str], reference
     description = reference.to_json()
     form = canonical_architecture(description) or description
     return cached_run(cache, [*key_parts, f"recipe {recipe}", f"version {ctx.version}",
-                              f"reference {hashlib.sha256(form.encode()).hexdigest()[:32]}", f"device {ctx.device}"],
+                              f"reference {hashlib.sha256(form.encode()).hexdigest()[:32]}", f"device {ctx.device}",
+                              f"code {ctx.models.code}"],
                       lambda: RemoteModel(ctx.models, description, "training the reference", fault=GraderFault,
                                           version=ctx.version).train(recipe, params, seed))
 
@@ -247,13 +248,14 @@ def architecture_run(ctx: Context, cache: Path, key_parts: Sequence[str], model:
     """`model` trained by the worker under `recipe`, `params` and `seed`: once per canonical
     architecture (layer names aside) for the same key_parts (budget, data), recipe, course version
     and device, across submissions and runs (then ctx.reused holds the seconds the stored run
-    took). A description without a canonical form is trained every time."""
+    took). A description without a canonical form is trained every time. The key holds the
+    worker's code (ModelWorker.code): recipes and grader included."""
     form = canonical_architecture(model.description)
     if form is None:
         return model.train(recipe, params, seed)
     architecture = hashlib.sha256(form.encode()).hexdigest()[:32]
     scores, known = cached_run(cache, [*key_parts, recipe, ctx.version, f"student architecture {architecture}",
-                                       f"device {ctx.device}"],
+                                       f"device {ctx.device}", f"code {ctx.models.code}"],
                                lambda: model.train(recipe, params, seed))
     if known:
         ctx.reused.append(scores.get("seconds", 0.0))

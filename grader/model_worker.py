@@ -29,6 +29,7 @@ early (start()) so that its import overlaps the notebook's run.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import select
@@ -103,13 +104,27 @@ class WorkerSettings:
     trusted: Mapping[str, TrustedLayers] = field(default_factory=dict)  # version -> its trusted layers
 
 
+def code_digest(settings: WorkerSettings) -> str:
+    """A digest of the code a training's outcome depends on besides the model, its data and
+    budget: the grader's source (the worker, its server, the canonical architecture) and the
+    exercise's model_recipes.py and trusted layer files. Part of every stored training score's
+    key (ModelWorker.code): a changed recipe or grader never serves a score trained by the old one."""
+    from .batch import grader_version   # (batch imports grading, which imports this module)
+    digest = hashlib.sha256(grader_version().encode())
+    for path in [settings.recipes, *(t.file for t in settings.trusted.values())]:
+        digest.update(b"\0" + (path.read_bytes() if path is not None else b""))
+    return digest.hexdigest()[:32]
+
+
 class ModelWorker:
     """One model worker (restarted after a fault); use as a context manager or close()."""
+
 
     def __init__(self, settings: WorkerSettings):
         check_available(settings.mode)
         self.settings = settings
         self.limits = settings.limits
+        self.code = code_digest(settings)   # read before the worker first starts
         self._folder: Path | None = None
         self._argv: list[str] | None = None
         self._env: dict[str, str] = {}

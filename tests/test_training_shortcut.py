@@ -130,6 +130,9 @@ def test_a_description_that_is_not_an_object_has_no_canonical_form(text: str) ->
     assert keras_checks.canonical_architecture(text) is None
 
 
+WORKER = SimpleNamespace(code="worker code")   # what ModelWorker.code stands for: recipes and grader
+
+
 class FakeModel:
     def __init__(self, description: str, accuracy: float):
         self.description, self.accuracy, self.trained = description, accuracy, 0
@@ -147,7 +150,7 @@ def test_only_a_different_architecture_is_trained(monkeypatch, tmp_path, student
     reference = SimpleNamespace(to_json=lambda: functional("reference"))
     check = keras_checks.trains_like_reference("model", lambda: reference, Case(()), "training", "fit",
                                                tmp_path / "scores.json")
-    ctx = Context(Tolerance(1e-5, 1e-6), 1, data=tmp_path,
+    ctx = Context(Tolerance(1e-5, 1e-6), 1, data=tmp_path, models=WORKER,
                   params={"training": {"epochs": 1, "batch_size": 2, "train_examples": 4, "margin": 0.1, "seed": 0}})
     if trains:
         with pytest.raises(Failure, match="0.200"):   # trained, and below the reference's 0.9
@@ -168,6 +171,7 @@ def test_the_submission_whose_check_trained_the_reference_does_not_count_it_as_r
     class Worker:   # what RemoteModel asks the model worker: here, to train the reference
         limits = SimpleNamespace(call_timeout=5, train_timeout=5)
         known_passes: dict[str, float] = {}
+        code = "worker code"
 
         def request(self, message, timeout, what):
             trained.append(message["op"])
@@ -195,7 +199,7 @@ def test_an_architecture_other_than_the_references_is_trained_once_for_the_whole
     check = keras_checks.trains_like_reference("model", lambda: reference, Case(()), "training", "fit",
                                                tmp_path / "cache" / "scores.json")
     (tmp_path / "data").mkdir()
-    ctx = Context(Tolerance(1e-5, 1e-6), 1, data=tmp_path / "data",
+    ctx = Context(Tolerance(1e-5, 1e-6), 1, data=tmp_path / "data", models=WORKER,
                   params={"training": {"epochs": 1, "batch_size": 2, "train_examples": 4, "margin": 0.05, "seed": 0}})
     with pytest.raises(Failure, match="0.500"):
         check(None, ctx)                       # alice: trained, below the reference
@@ -284,7 +288,7 @@ def test_mobilenet_fine_tuning_is_trained_once_per_architecture_and_rate(monkeyp
     monkeypatch.setattr(checks, "_model2", lambda student, ctx: students[student])
     (tmp_path / "data").mkdir()
     (tmp_path / "weights.h5").write_bytes(b"weights")
-    ctx = Context(Tolerance(1e-5, 1e-6), 1, data=tmp_path / "data", files={"weights": tmp_path / "weights.h5"},
+    ctx = Context(Tolerance(1e-5, 1e-6), 1, data=tmp_path / "data", files={"weights": tmp_path / "weights.h5"}, models=WORKER,
                   params={"training": {"head_epochs": 1, "fine_epochs": 1, "margin": 0.1, "seed": 0}})
     checks.trains_like_reference("alice", ctx)
     checks.trains_like_reference("bob", ctx)
@@ -302,6 +306,7 @@ def test_two_references_under_one_budget_and_cache_are_trained_apart(tmp_path) -
     class Worker:
         limits = SimpleNamespace(call_timeout=5, train_timeout=5)
         known_passes: dict[str, float] = {}
+        code = "worker code"
 
         def request(self, message, timeout, what):
             trained.append(message["model"])
@@ -332,8 +337,8 @@ def test_a_stored_run_is_shared_only_under_the_same_budget_recipe_version_and_de
     cache = tmp_path / "scores.json"
 
     def run(model: FakeModel, key: str = "budget", recipe: str = "fit", version: str = "2021",
-            device: str = "cpu") -> Context:
-        ctx = Context(Tolerance(1e-5, 1e-6), 1, version=version, device=device)
+            device: str = "cpu", code: str = "worker code") -> Context:
+        ctx = Context(Tolerance(1e-5, 1e-6), 1, version=version, device=device, models=SimpleNamespace(code=code))
         assert keras_checks.architecture_run(ctx, cache, [key, "data"], model, recipe, {}, 0)["test_accuracy"] == \
             model.accuracy
         return ctx
@@ -341,14 +346,35 @@ def test_a_stored_run_is_shared_only_under_the_same_budget_recipe_version_and_de
     first = FakeModel(functional("alice"), 0.7)
     assert run(first).reused == [] and first.trained == 1
     renamed = FakeModel(functional("bob"), 0.1)   # were it trained, its own 0.1 would show
-    renamed_ctx = Context(Tolerance(1e-5, 1e-6), 1, version="2021", device="cpu")
+    renamed_ctx = Context(Tolerance(1e-5, 1e-6), 1, version="2021", device="cpu", models=WORKER)
     assert keras_checks.architecture_run(renamed_ctx, cache, ["budget", "data"], renamed, "fit", {},
                                          0)["test_accuracy"] == 0.7
     assert renamed.trained == 0 and renamed_ctx.reused == [0.0]
-    for change in ({"key": "other budget"}, {"recipe": "fine_tuning"}, {"version": "2024"}, {"device": "gpu"}):
+    for change in ({"key": "other budget"}, {"recipe": "fine_tuning"}, {"version": "2024"}, {"device": "gpu"},
+                   {"code": "a changed recipe or grader"}):
         model = FakeModel(functional("carol"), 0.5)
         run(model, **change)
         assert model.trained == 1, change
     unnamed = FakeModel("not json", 0.3)
     run(unnamed), run(unnamed)
     assert unnamed.trained == 2
+
+
+def test_a_changed_recipe_or_trusted_layer_file_changes_the_workers_code(tmp_path) -> None:
+    # ModelWorker.code is in every stored training's key: a new recipe never serves old scores
+    from grader.model_worker import ModelWorker, WorkerSettings
+    from grader.spec import Limits, TrustedLayers
+    recipes, layers = tmp_path / "model_recipes.py", tmp_path / "trusted_layers.py"
+    recipes.write_text("EPOCHS = 2\n")
+    layers.write_text("class BatchNormalization: pass\n")
+    trusted = {"2024": TrustedLayers(layers, "resnets_utils", ("BatchNormalization",))}
+
+    def code() -> str:   # read when a worker is made, before it first starts
+        return ModelWorker(WorkerSettings("none", Limits(), recipes, trusted=trusted)).code
+
+    first = code()
+    assert code() == first
+    recipes.write_text("EPOCHS = 3\n")
+    second = code()
+    layers.write_text("class BatchNormalization: epsilon = 1e-6\n")
+    assert len({first, second, code()}) == 3
