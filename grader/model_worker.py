@@ -119,7 +119,6 @@ def code_digest(settings: WorkerSettings) -> str:
 class ModelWorker:
     """One model worker (restarted after a fault); use as a context manager or close()."""
 
-
     def __init__(self, settings: WorkerSettings):
         check_available(settings.mode)
         self.settings = settings
