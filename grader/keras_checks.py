@@ -244,13 +244,14 @@ def reference_run(ctx: Context, cache: Path, key_parts: Sequence[str], reference
 
 
 def architecture_run(ctx: Context, cache: Path, key_parts: Sequence[str], model: RemoteModel, recipe: str,
-                     params: Mapping[str, Any], seed: int) -> dict[str, float]:
+                     params: Mapping[str, Any], seed: int, training_mode_only: bool = False) -> dict[str, float]:
     """`model` trained by the worker under `recipe`, `params` and `seed`: once per canonical
-    architecture (layer names aside) for the same key_parts (budget, data), recipe, course version
-    and device, across submissions and runs (then ctx.reused holds the seconds the stored run
-    took). A description without a canonical form is trained every time. The key holds the
-    worker's code (ModelWorker.code): recipes and grader included."""
-    form = canonical_architecture(model.description)
+    architecture (layer names aside; see canonical_architecture for `training_mode_only`) for the
+    same key_parts (budget, data), recipe, course version and device, across submissions and runs
+    (then ctx.reused holds the seconds the stored run took). A description without a canonical
+    form is trained every time. The key holds the worker's code (ModelWorker.code): recipes and
+    grader included."""
+    form = canonical_architecture(model.description, training_mode_only)
     if form is None:
         return model.train(recipe, params, seed)
     architecture = hashlib.sha256(form.encode()).hexdigest()[:32]
@@ -263,13 +264,18 @@ def architecture_run(ctx: Context, cache: Path, key_parts: Sequence[str], model:
 
 
 def trains_like_reference(function: str, reference: Callable[[], Any], case: Case, budget_param: str,
-                          recipe: str, cache: Path, metric: str = "test_accuracy"
-                          ) -> Callable[[Student, Context], None]:
+                          recipe: str, cache: Path, metric: str = "test_accuracy",
+                          training_mode_only: bool = False) -> Callable[[Student, Context], None]:
     """The grader trains the student's model (in the model worker, with the exercise's `recipe`)
     and compares with the reference's score under the same budget (the reference's is computed
     once and cached). The budget is the spec's [params.<budget_param>] (a TrainingBudget's
     fields). A model that must first pass other checks (e.g. its architecture) declares them on
-    its Check (`requires=`): it is not trained otherwise."""
+    its Check (`requires=`): it is not trained otherwise.
+
+    `training_mode_only`: the recipe runs the model with training=True and never otherwise (as
+    model_training.train_and_score does, fit and accuracy alike). Then a layer called with
+    training=True is the same computation as one left to inherit it, and models that differ only
+    there share one training (canonical_architecture)."""
     def run(student: Student, ctx: Context) -> None:
         params = dict(ctx.params[budget_param])
         budget = TrainingBudget(**params)
@@ -281,8 +287,8 @@ def trains_like_reference(function: str, reference: Callable[[], Any], case: Cas
             ctx, cache, [budget.key(), data_digest(ctx.data), "batch-statistics accuracy"], trusted, recipe, params,
             budget.seed)
         expected = scores_of_reference[metric]
-        form = canonical_architecture(model.description)
-        if form is not None and form == canonical_architecture(trusted.to_json()):
+        form = canonical_architecture(model.description, training_mode_only)
+        if form is not None and form == canonical_architecture(trusted.to_json(), training_mode_only):
             # The worker trains both from their descriptions under the same seed and budget: the
             # same architecture (up to layer names) gives the reference's own run, already known.
             got = expected
@@ -290,7 +296,7 @@ def trains_like_reference(function: str, reference: Callable[[], Any], case: Cas
                 ctx.reused.append(scores_of_reference.get("seconds", 0.0))
         else:  # a class shares architectures (one mistake, made by many): each is trained once
             got = architecture_run(ctx, cache, [budget.key(), data_digest(ctx.data)], model, recipe, params,
-                                   budget.seed)[metric]
+                                   budget.seed, training_mode_only)[metric]
         if got < expected - budget.margin:
             raise Failure(f"on input {call_text(function, case)}: trained by the grader "
                           f"({budget.epochs} epochs on {budget.train_examples} "
@@ -304,7 +310,7 @@ def trains_like_reference(function: str, reference: Callable[[], Any], case: Cas
 _BUILDABLE_NAME = re.compile(r"(?:[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*)?")
 
 
-def canonical_architecture(description: str) -> str | None:
+def canonical_architecture(description: str, training_mode_only: bool = False) -> str | None:
     """A model description with the names of its layers and models replaced by their order of
     appearance (names are labels: they change neither the weights a seeded build draws nor the
     computation), as canonical JSON; None if it is not a JSON object. Two descriptions with the
@@ -317,7 +323,15 @@ def canonical_architecture(description: str) -> str | None:
     architectures, not one. A description with a name that is not a string or that TensorFlow
     refuses as a scope (_BUILDABLE_NAME), a reference to a layer it does not have, or one whose
     node or tensor index is not an integer (Keras reads 0.0 as 0; the name it holds would stay as
-    written), has no canonical form: nothing of another model's may stand for it."""
+    written), has no canonical form: nothing of another model's may stand for it.
+
+    `training_mode_only`: for a model that is only ever run with training=True (the caller's
+    promise, e.g. a training recipe that fits and measures in training mode). If every call in the
+    description that names `training` passes exactly true, those arguments are dropped: a layer
+    inherits training=True from the call of its model, so stating it changes nothing (the 2021
+    course ResNet50 passes training=True to each BatchNormalization, the 2023 one leaves it to the
+    call: one training serves both). Any other value anywhere (false, null, 1, a nested model run
+    in inference mode) keeps every argument as written."""
     try:
         doc = json.loads(description)
     except (TypeError, ValueError, RecursionError):
@@ -334,15 +348,22 @@ def canonical_architecture(description: str) -> str | None:
             raise Irregular
         return names.setdefault(name, f"\x00layer{len(names)}")
 
+    stated_training: list[Any] = []   # every call's `training` argument (training_mode_only)
+
     def reference(node: Any) -> Any:
         """A layer reference ([layer name, node index, tensor index, kwargs?]) or lists of them."""
         if isinstance(node, list):
             if len(node) in (3, 4) and isinstance(node[0], str):   # what Keras reads as a reference
                 if node[0] not in names or not all(type(i) is int for i in node[1:3]):
                     raise Irregular
-                return [names[node[0]], *(reference(v) for v in node[1:])]
+                out = [names[node[0]], *(reference(v) for v in node[1:])]
+                if training_mode_only and len(out) == 4 and isinstance(out[3], dict) and "training" in out[3]:
+                    out[3] = {k: v for k, v in out[3].items() if k != "training"}
+                return out
             return [reference(v) for v in node]
         if isinstance(node, dict):
+            if "training" in node:   # a call's arguments, in any shape: every value counts
+                stated_training.append(node["training"])
             return {k: reference(v) for k, v in node.items()}
         return node
 
@@ -377,6 +398,8 @@ def canonical_architecture(description: str) -> str | None:
             canonical["config"] = model_config(doc["config"])
     except (Irregular, RecursionError):
         return None
+    if training_mode_only and any(value is not True for value in stated_training):
+        return canonical_architecture(description)
     return json.dumps(canonical, sort_keys=True)
 
 

@@ -31,7 +31,9 @@ class TrainingBudget:
 
 def train_and_score(model: Any, data: tuple[np.ndarray, ...], budget: TrainingBudget,
                     compile_model: Callable[[Any], None]) -> dict[str, float]:
-    """Train `model` (freshly built) under `budget`; its accuracy on the train subset and test set.
+    """Train `model` (freshly built) under `budget`; its accuracy on the test set (every check
+    compares that one: measuring the train subset too cost a ResNet50 about 5 s of forward passes
+    that nothing read).
 
     Accuracy is measured with BatchNormalization using batch statistics (training=True), in
     batches of `budget.batch_size`: the 2021 course model hard-wires training=True in its
@@ -47,8 +49,7 @@ def train_and_score(model: Any, data: tuple[np.ndarray, ...], budget: TrainingBu
     compile_model(model)
     model.fit(X_train[subset], Y_train[subset], epochs=budget.epochs, batch_size=budget.batch_size,
               shuffle=True, verbose=0)
-    return {"train_accuracy": _accuracy(model, X_train[subset], Y_train[subset], budget.batch_size),
-            "test_accuracy": _accuracy(model, X_test, Y_test, budget.batch_size)}
+    return {"test_accuracy": _accuracy(model, X_test, Y_test, budget.batch_size)}
 
 
 def _accuracy(model: Any, X: np.ndarray, Y: np.ndarray, batch_size: int) -> float:

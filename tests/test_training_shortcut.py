@@ -83,6 +83,38 @@ def test_names_inside_a_nested_model_do_not_count_either() -> None:
     assert keras_checks.canonical_architecture(nested("a")) == keras_checks.canonical_architecture(nested("b"))
 
 
+def two_calls(first: object = None, second: object = None) -> str:
+    """Input -> Dense -> Dense; each Dense call states training=<value> unless the value is None
+    (a JSON null is stated as "null")."""
+    doc = json.loads(functional("m"))
+    layers = doc["config"]["layers"]
+    second_layer = {**layers[1], "name": "m_dense2", "config": {**layers[1]["config"], "name": "m_dense2"},
+                    "inbound_nodes": [[["m_dense", 0, 0, {}]]]}
+    layers.append(second_layer)
+    doc["config"]["output_layers"] = [["m_dense2", 0, 0]]
+    for layer, value in ((layers[1], first), (layers[2], second)):
+        if value is not None:
+            layer["inbound_nodes"][0][0][3] = {"training": None if value == "null" else value}
+    return json.dumps(doc)
+
+
+def test_stated_training_true_counts_only_for_a_model_run_in_training_mode_alone() -> None:
+    canonical = keras_checks.canonical_architecture
+    assert canonical(two_calls(True, True), True) == canonical(two_calls(), True) == canonical(two_calls(True), True)
+    assert canonical(two_calls(True, True)) != canonical(two_calls())   # any other recipe: as written
+    assert canonical(two_calls(True)) != canonical(two_calls())
+
+
+@pytest.mark.parametrize("other", [False, "null", 1])
+def test_any_other_stated_training_keeps_every_argument(other: object) -> None:
+    """training=False (or null, or 1) beside a training=True: nothing is dropped, so the True
+    still tells the two apart, and the form is the one written."""
+    canonical = keras_checks.canonical_architecture
+    assert canonical(two_calls(True, other), True) != canonical(two_calls(None, other), True)
+    assert canonical(two_calls(True, other), True) == canonical(two_calls(True, other))
+    assert canonical(two_calls(None, other), True) != canonical(two_calls(), True)
+
+
 def test_a_reference_to_a_missing_layer_or_a_name_that_is_not_text_has_no_canonical_form() -> None:
     # such a model would not build; spelled like a placeholder, it must not pass for one that does
     dangling = json.loads(functional("a"))

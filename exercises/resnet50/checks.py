@@ -123,9 +123,10 @@ def make_checks(batch_norm=ref.BatchNormalization, scores: str = "reference_scor
             Check("parameter counts", run=same_parameter_counts("ResNet50", model, MODEL_CASE)),
             # Same weights in both models: the wiring (e.g. which tensor the shortcut adds) must match.
             Check("forward pass", run=computes_like_reference("ResNet50", model, MODEL_CASE, FORWARD_INPUT)),
+            # model_recipes.training fits and measures in training mode only (train_and_score).
             Check("training", requires=("architecture",), run=trains_like_reference(
                 "ResNet50", model, MODEL_CASE, "training", recipe="training",
-                cache=DATA_CACHE / "resnet50" / scores)),
+                cache=DATA_CACHE / "resnet50" / scores, training_mode_only=True)),
         ],
     }
 
