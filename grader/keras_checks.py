@@ -310,6 +310,13 @@ def trains_like_reference(function: str, reference: Callable[[], Any], case: Cas
 _BUILDABLE_NAME = re.compile(r"(?:[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*)?")
 
 
+# Layer classes whose calls may drop a stated training=True under training_mode_only: Keras's
+# BatchNormalization and the course's own (the only ones a description may name: the model
+# worker's allowlist). Neither draws random numbers, nor keeps state that its call at rebuild
+# time changes (tests/test_model_training.py trains both ways and compares the weights).
+TRAINING_NEUTRAL = frozenset({"BatchNormalization"})
+
+
 def canonical_architecture(description: str, training_mode_only: bool = False) -> str | None:
     """A model description with the names of its layers and models replaced by their order of
     appearance (names are labels: they change neither the weights a seeded build draws nor the
@@ -327,11 +334,15 @@ def canonical_architecture(description: str, training_mode_only: bool = False) -
 
     `training_mode_only`: for a model that is only ever run with training=True (the caller's
     promise, e.g. a training recipe that fits and measures in training mode). If every call in the
-    description that names `training` passes exactly true, those arguments are dropped: a layer
-    inherits training=True from the call of its model, so stating it changes nothing (the 2021
-    course ResNet50 passes training=True to each BatchNormalization, the 2023 one leaves it to the
-    call: one training serves both). Any other value anywhere (false, null, 1, a nested model run
-    in inference mode) keeps every argument as written."""
+    description that names `training` passes exactly true, the argument is dropped from the calls
+    of BatchNormalization layers (TRAINING_NEUTRAL): such a layer inherits training=True from the
+    call of its model, so stating it changes nothing (the 2021 course ResNet50 passes
+    training=True to each BatchNormalization, the 2023 one leaves it to the call: one training
+    serves both). Only there: when the worker rebuilds a model, each layer is called once with
+    what its call states, else in inference mode, and a seeded Dropout called in training mode
+    then advances its seed, so it trains differently afterwards (red-team finding; a nested model
+    passes its mode to such layers). Any other value anywhere (false, null, 1) keeps every
+    argument as written."""
     try:
         doc = json.loads(description)
     except (TypeError, ValueError, RecursionError):
@@ -350,17 +361,18 @@ def canonical_architecture(description: str, training_mode_only: bool = False) -
 
     stated_training: list[Any] = []   # every call's `training` argument (training_mode_only)
 
-    def reference(node: Any) -> Any:
-        """A layer reference ([layer name, node index, tensor index, kwargs?]) or lists of them."""
+    def reference(node: Any, neutral: bool = False) -> Any:
+        """A layer reference ([layer name, node index, tensor index, kwargs?]) or lists of them;
+        `neutral`: they are the calls of a TRAINING_NEUTRAL layer."""
         if isinstance(node, list):
             if len(node) in (3, 4) and isinstance(node[0], str):   # what Keras reads as a reference
                 if node[0] not in names or not all(type(i) is int for i in node[1:3]):
                     raise Irregular
                 out = [names[node[0]], *(reference(v) for v in node[1:])]
-                if training_mode_only and len(out) == 4 and isinstance(out[3], dict) and "training" in out[3]:
+                if training_mode_only and neutral and len(out) == 4 and isinstance(out[3], dict):
                     out[3] = {k: v for k, v in out[3].items() if k != "training"}
                 return out
-            return [reference(v) for v in node]
+            return [reference(v, neutral) for v in node]
         if isinstance(node, dict):
             if "training" in node:   # a call's arguments, in any shape: every value counts
                 stated_training.append(node["training"])
@@ -386,7 +398,8 @@ def canonical_architecture(description: str, training_mode_only: bool = False) -
             out["layers"] = [layer_entry(e) for e in out["layers"]]
             for i, entry in enumerate(out["layers"]):
                 if isinstance(entry, dict) and "inbound_nodes" in entry:
-                    out["layers"][i] = {**entry, "inbound_nodes": reference(entry["inbound_nodes"])}
+                    neutral = entry.get("class_name") in TRAINING_NEUTRAL
+                    out["layers"][i] = {**entry, "inbound_nodes": reference(entry["inbound_nodes"], neutral)}
             for key in ("input_layers", "output_layers"):
                 if key in out:
                     out[key] = reference(out[key])

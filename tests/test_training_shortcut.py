@@ -83,11 +83,13 @@ def test_names_inside_a_nested_model_do_not_count_either() -> None:
     assert keras_checks.canonical_architecture(nested("a")) == keras_checks.canonical_architecture(nested("b"))
 
 
-def two_calls(first: object = None, second: object = None) -> str:
-    """Input -> Dense -> Dense; each Dense call states training=<value> unless the value is None
+def two_calls(first: object = None, second: object = None, layer: str = "BatchNormalization") -> str:
+    """Input -> <layer> -> <layer>; each call states training=<value> unless the value is None
     (a JSON null is stated as "null")."""
     doc = json.loads(functional("m"))
     layers = doc["config"]["layers"]
+    layers[1] = {"class_name": layer, "name": "m_dense", "inbound_nodes": [[["m_input", 0, 0, {}]]],
+                 "config": {"name": "m_dense"}}
     second_layer = {**layers[1], "name": "m_dense2", "config": {**layers[1]["config"], "name": "m_dense2"},
                     "inbound_nodes": [[["m_dense", 0, 0, {}]]]}
     layers.append(second_layer)
@@ -103,6 +105,15 @@ def test_stated_training_true_counts_only_for_a_model_run_in_training_mode_alone
     assert canonical(two_calls(True, True), True) == canonical(two_calls(), True) == canonical(two_calls(True), True)
     assert canonical(two_calls(True, True)) != canonical(two_calls())   # any other recipe: as written
     assert canonical(two_calls(True)) != canonical(two_calls())
+
+
+@pytest.mark.parametrize("layer", ["Dropout", "SpatialDropout2D", "Functional", "Dense"])
+def test_a_stated_training_true_counts_for_any_layer_but_a_batch_norm(layer: str) -> None:
+    """A seeded Dropout (or a nested model holding one) called in training mode while the worker
+    rebuilds the model trains otherwise afterwards (tests/test_model_training.py)."""
+    canonical = keras_checks.canonical_architecture
+    assert canonical(two_calls(True, True, layer), True) != canonical(two_calls(layer=layer), True)
+    assert canonical(two_calls(True, True, layer), True) == canonical(two_calls(True, True, layer))
 
 
 @pytest.mark.parametrize("other", [False, "null", 1])
