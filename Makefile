@@ -28,10 +28,14 @@ browser:
 
 setup: $(STAMP) sandbox-tools
 
+# Each exercise's demo samples (samples/expected.toml: demo = true; all when none is marked).
 demo: $(STAMP) sandbox-tools
 	@mkdir -p demo-results
 	@for ex in $$($(PY) -c 'from grader.spec import available; print(*available())'); do \
-	  $(PY) grade.py --exercise $$ex exercises/$$ex/samples --json demo-results/$$ex.json || exit 1; \
+	  samples=$$($(PY) -c 'import sys; from grader.spec import demo_samples; print(*demo_samples(sys.argv[1]))' $$ex) \
+	    || exit 1; \
+	  $(PY) grade.py --exercise $$ex $$samples --gradebook demo-results/grades.sqlite --json demo-results/$$ex.json \
+	    || exit 1; \
 	done
 	@echo "results JSON in demo-results/"
 

@@ -316,6 +316,24 @@ def find_exercise(name: str, exercises_dir: Path | Sequence[Path] = EXERCISES_DI
     raise SpecError(f"no exercise {name!r} (looked for {where}); available: {', '.join(available(dirs))}")
 
 
+def demo_samples(name: str, exercises_dir: Path | Sequence[Path] = EXERCISES_DIR) -> list[Path]:
+    """The samples `make demo` grades for exercise `name`: those whose entry in
+    samples/expected.toml says `demo = true`, in name order; all of them when none does. (A first
+    run's worth: the correct notebook and a mistake in every graded item, without the variants
+    that would only add trainings.) Read without loading the exercise's checks."""
+    samples = find_exercise(name, exercises_dir) / "samples"
+    try:
+        expected = tomllib.loads((samples / "expected.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SpecError(f"{samples / 'expected.toml'}: {exc}") from None
+    flags = {stem: entry.get("demo", False) for stem, entry in expected.items() if isinstance(entry, dict)}
+    wrong = sorted(stem for stem, flag in flags.items() if not isinstance(flag, bool))
+    if wrong:
+        raise SpecError(f"{samples / 'expected.toml'}: demo must be true or false ({', '.join(wrong)})")
+    chosen = {stem for stem, flag in flags.items() if flag}
+    return sorted(p for p in samples.glob("*.ipynb") if not chosen or p.stem in chosen)
+
+
 def load_exercise(name: str, exercises_dir: Path | Sequence[Path] = EXERCISES_DIR) -> Exercise:
     """Load exercises/<name>/ (or a path to an exercise folder); `exercises_dir`: where to look."""
     root = find_exercise(name, exercises_dir)

@@ -12,6 +12,7 @@ import pytest
 
 from grader import spec
 from grader.batch import discover, run_batch
+from grader.spec import SpecError, demo_samples
 from grader.gradebook import Gradebook
 
 CASES = [
@@ -78,3 +79,32 @@ def test_every_sample_has_an_expected_verdict():
         items = {i.name for i in exercise.items}
         for verdict in expected.values():
             assert set(verdict.get("failed", [])) <= items
+
+
+def test_each_exercises_demo_grades_a_correct_notebook_and_a_mistake_in_every_item():
+    """`make demo` grades the samples marked demo = true: a first run's worth that still shows
+    every graded item failing on a mistake, and a notebook that passes."""
+    for name in spec.available():
+        exercise = spec.load_exercise(name)
+        expected = tomllib.loads((exercise.samples / "expected.toml").read_text())
+        chosen = demo_samples(name)
+        assert chosen and all(p.parent == exercise.samples for p in chosen)
+        verdicts = [expected[p.stem] for p in chosen]
+        assert any(v.get("failed") == [] and "status" not in v for v in verdicts), f"{name}: no correct sample"
+        failed = {item for v in verdicts for item in v.get("failed", [])}
+        assert failed == {i.name for i in exercise.items}, f"{name}: the demo fails no sample on {failed ^ {i.name for i in exercise.items}}"
+
+
+def test_demo_samples_are_the_marked_ones_or_all(tmp_path):
+    samples = tmp_path / "ex" / "samples"
+    samples.mkdir(parents=True)
+    (tmp_path / "ex" / "spec.toml").write_text("")
+    for stem in ("a", "b", "c"):
+        (samples / f"{stem}.ipynb").write_text("{}")
+    (samples / "expected.toml").write_text("[a]\nfailed = []\n[b]\nfailed = []\n[c]\nfailed = []\n")
+    assert [p.name for p in demo_samples("ex", tmp_path)] == ["a.ipynb", "b.ipynb", "c.ipynb"]
+    (samples / "expected.toml").write_text("[a]\ndemo = true\n[b]\ndemo = false\n[c]\nfailed = []\n")
+    assert [p.name for p in demo_samples("ex", tmp_path)] == ["a.ipynb"]
+    (samples / "expected.toml").write_text("[a]\ndemo = \"yes\"\n")
+    with pytest.raises(SpecError, match="demo must be true or false"):
+        demo_samples("ex", tmp_path)
