@@ -32,7 +32,8 @@ setup: $(STAMP) sandbox-tools
 demo: $(STAMP) sandbox-tools
 	@mkdir -p demo-results
 	@for ex in $$($(PY) -c 'from grader.spec import available; print(*available())'); do \
-	  samples=$$($(PY) -c 'import sys; from grader.spec import demo_samples; print(*demo_samples(sys.argv[1]))' $$ex) \
+	  samples=$$($(PY) -c 'import os, sys; from grader.spec import demo_samples; \
+	    print(*(os.path.relpath(p) for p in demo_samples(sys.argv[1])))' $$ex) \
 	    || exit 1; \
 	  $(PY) grade.py --exercise $$ex $$samples --gradebook demo-results/grades.sqlite --json demo-results/$$ex.json \
 	    || exit 1; \
