@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 import stat
@@ -413,13 +414,17 @@ MAX_LAYERS = 2000
 MAX_DEPTH = 64
 
 
-def _ints(value: Any) -> list[int]:
+def _sizes(value: Any) -> list[int | float]:
+    """The numbers in a size setting: integers, and floats too (Keras turns Dense(1e9)'s 1e9 into
+    an int and allocates it; a float that is not finite counts as past every bound)."""
     if isinstance(value, bool):
         return []
     if isinstance(value, int):
         return [value]
+    if isinstance(value, float):
+        return [value if math.isfinite(value) else math.inf]
     if isinstance(value, list | tuple):
-        return [i for v in value for i in _ints(v)]
+        return [i for v in value for i in _sizes(v)]
     return []
 
 
@@ -479,7 +484,7 @@ def check_description(text: str, trusted: "dict[str, str] | None" = None) -> Non
             if isinstance(key, str) and key.endswith(NAMED_KEY_SUFFIXES) and isinstance(value, str) \
                     and value not in KERAS_NAMES:
                 raise UnsafeModel(f"its {where} names {key} {value!s:.80}, not one of Keras's own")
-            if key in SIZE_KEYS and any(abs(i) > SIZE_KEYS[key] for i in _ints(value)):
+            if key in SIZE_KEYS and any(abs(i) > SIZE_KEYS[key] for i in _sizes(value)):
                 raise UnsafeModel(f"its {where} has {key} {value!s:.80}: larger than the grader "
                                   f"builds ({SIZE_KEYS[key]})")
             if key == "function" and not op_config:

@@ -313,3 +313,12 @@ def test_the_worker_registers_a_versions_layers_for_that_version_only(tmp_path):
     for version in ("", "2021-2023"):
         with pytest.raises(UnsafeModel, match="module resnets_utils"):
             server.handle({"op": "facts", "model": course_layer_model(), "version": version})
+
+
+@pytest.mark.parametrize("key, value", [("units", 1e9), ("units", 1e9 + 0.5), ("input_dim", 1e9),
+                                        ("input_shape", [1e9]), ("units", float("nan")), ("units", float("inf"))])
+def test_sizes_written_as_floats_are_bounded_like_integers(key, value):
+    """Keras turns a size written as a float into an int (Dense(1e9) allocates 10^9 weights): a
+    float size past the bound, or one that is not finite, is refused like the integer."""
+    with pytest.raises(UnsafeModel, match=f"has {key}"):
+        boundary.check_description(sequential_dense(key, value))
