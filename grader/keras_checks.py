@@ -273,9 +273,9 @@ def trains_like_reference(function: str, reference: Callable[[], Any], case: Cas
     its Check (`requires=`): it is not trained otherwise.
 
     `training_mode_only`: the recipe runs the model with training=True and never otherwise (as
-    model_training.train_and_score does, fit and accuracy alike). Then a layer called with
-    training=True is the same computation as one left to inherit it, and models that differ only
-    there share one training (canonical_architecture)."""
+    model_training.train_and_score does, fit and accuracy alike). Then a BatchNormalization
+    called with training=True is the same computation as one left to inherit it, and models that
+    differ only there share one training (canonical_architecture says where that holds)."""
     def run(student: Student, ctx: Context) -> None:
         params = dict(ctx.params[budget_param])
         budget = TrainingBudget(**params)
