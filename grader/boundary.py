@@ -415,14 +415,22 @@ MAX_DEPTH = 64
 
 
 def _sizes(value: Any) -> list[int | float]:
-    """The numbers in a size setting: integers, and floats too (Keras turns Dense(1e9)'s 1e9 into
-    an int and allocates it; a float that is not finite counts as past every bound)."""
+    """The numbers in a size setting: integers, and floats and text that reads as a number too
+    (Keras turns Dense(1e9)'s 1e9, or Dense("1000000000")'s text, into an int and allocates it);
+    a number that is not finite counts as past every bound. Other text ("same") is no size."""
     if isinstance(value, bool):
         return []
     if isinstance(value, int):
         return [value]
     if isinstance(value, float):
         return [value if math.isfinite(value) else math.inf]
+    if isinstance(value, str):
+        for read in (int, float):   # what int() or float() accepts: " 2_0000 ", full-width digits, "1e9"
+            try:
+                return _sizes(read(value))
+            except (ValueError, OverflowError):
+                pass
+        return []
     if isinstance(value, list | tuple):
         return [i for v in value for i in _sizes(v)]
     return []

@@ -316,9 +316,23 @@ def test_the_worker_registers_a_versions_layers_for_that_version_only(tmp_path):
 
 
 @pytest.mark.parametrize("key, value", [("units", 1e9), ("units", 1e9 + 0.5), ("input_dim", 1e9),
-                                        ("input_shape", [1e9]), ("units", float("nan")), ("units", float("inf"))])
-def test_sizes_written_as_floats_are_bounded_like_integers(key, value):
-    """Keras turns a size written as a float into an int (Dense(1e9) allocates 10^9 weights): a
-    float size past the bound, or one that is not finite, is refused like the integer."""
+                                        ("input_shape", [1e9]), ("units", float("nan")), ("units", float("inf")),
+                                        ("units", "20000"), ("units", " 2_0000 "), ("units", "\uff12\uff10\uff10\uff10\uff10"),
+                                        ("units", "1e9"), ("input_shape", ["20000000"]), ("units", "nan")])
+def test_sizes_written_as_floats_or_text_are_bounded_like_integers(key, value):
+    """Keras turns a size written as a float, or as text int() reads, into an int (Dense(1e9) or
+    Dense("1000000000") allocates 10^9 weights): such a size past the bound, or one that is not
+    finite, is refused like the integer (text found by a red-team helper)."""
     with pytest.raises(UnsafeModel, match=f"has {key}"):
         boundary.check_description(sequential_dense(key, value))
+
+
+def test_a_size_written_as_text_is_the_size_keras_builds():
+    """Why text sizes are bounded: Keras builds Dense(units="20") with 20 units."""
+    import json
+
+    doc = json.loads(tf_keras.Sequential([tf_keras.Input((2,)), tf_keras.layers.Dense(1)]).to_json())
+    doc["config"]["layers"][-1]["config"]["units"] = "20"
+    assert rebuild(boundary.KerasModelConfig(json.dumps(doc))).layers[-1].units == 20
+    doc["config"]["layers"][-1]["config"]["padding"] = "same"   # text that is not a number stays allowed
+    boundary.check_description(json.dumps(doc))
