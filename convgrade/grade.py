@@ -100,18 +100,23 @@ def _grade(exercise: spec.Exercise, settings: RunSettings, jobs: list[Job], args
         client = Client(args.scheduler)
         executor = client.get_executor(**({"resources": {"GPU": 1}} if exercise.requires_gpu else {}))
     try:
-        with Gradebook(args.gradebook) as book, Progress(*columns, console=console, transient=True) as progress:
+        # Redrawn at each result, by this thread: no refresh thread, so the grading processes
+        # can be forked from this one (batch.can_fork).
+        with Gradebook(args.gradebook) as book, Progress(*columns, console=console, transient=True,
+                                                         auto_refresh=False) as progress:
             task = progress.add_task(f"grading {exercise.name}", total=len(jobs))
+            progress.refresh()
 
             def on_result(job: Job, result, fresh: bool) -> None:
                 progress.advance(task)
+                progress.refresh()
                 if fresh:
                     score = f"{format_score(result.score)}/{format_score(result.max_score)}"
                     progress.console.print(Text(f"  {job.student}: {score}"
                                                 + ("" if result.status == "graded" else f" ({result.status})")))
 
             return run_batch(exercise, jobs, book, settings, workers=args.jobs, force=args.force, executor=executor,
-                             on_result=on_result)
+                             on_result=on_result, fork=True)
     finally:
         if client is not None:
             client.close()

@@ -178,14 +178,57 @@ def _model_worker(settings: RunSettings):
     return worker
 
 
-def local_executor(jobs: int) -> Executor:
-    # spawn: workers start clean (no inherited asyncio loops or kernel clients).
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+def local_executor(jobs: int, fork: bool = False) -> Executor:
+    """A pool of `jobs` grading processes: spawned (each starts clean and imports the grader,
+    about half a second), or forked from this process when `fork` is asked and can_fork() (they
+    start in milliseconds with the grader imported). Only the caller knows that nothing in its
+    process may be inherited half-done (the command line, which has run no kernel: fork=True)."""
+    method = "fork" if fork and can_fork() else "spawn"
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method),
+                               initializer=_forked_worker if method == "fork" else None)
+
+
+# Libraries whose native thread pools and state do not survive a fork (a Keras exercise's
+# checks.py imports TensorFlow, so its batches spawn).
+FORK_UNSAFE_MODULES = ("tensorflow", "torch", "jax")
+
+
+def can_fork() -> bool:
+    """Whether forking this process is safe as far as it can tell: the platform has fork, one
+    Python thread runs (no lock another thread holds can be inherited held), no event loop runs,
+    no ZeroMQ context was made (a kernel client's) and no library of FORK_UNSAFE_MODULES is loaded."""
+    import asyncio
+    import sys
+    import threading
+
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() != 1:
+        return False
+    if any(name in sys.modules for name in FORK_UNSAFE_MODULES):
+        return False
+    zmq = sys.modules.get("zmq")
+    if zmq is not None and getattr(zmq.Context, "_instance", None) is not None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return True
+    return False
+
+
+def _forked_worker() -> None:
+    """A forked worker's Python stderr writes to its descriptor 2, as a spawned one's does (the
+    parent's sys.stderr may be its terminal while descriptor 2 is the library log)."""
+    import sys
+
+    try:
+        sys.stderr = os.fdopen(os.dup(2), "w", buffering=1, errors="replace")
+    except OSError:
+        pass
 
 
 def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, settings: RunSettings | None = None, *,
               workers: int = 0, force: bool = False, executor: Executor | None = None,
-              on_result: Callable[[Job, SubmissionResult, bool], None] | None = None,
+              on_result: Callable[[Job, SubmissionResult, bool], None] | None = None, fork: bool = False,
               **options: Any) -> list[SubmissionResult]:
     """Grade `jobs` (skipping those already current in the gradebook unless `force`).
 
@@ -196,6 +239,9 @@ def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, setting
     that cannot be recorded is replaced by an ungradable one saying why (kept in memory if even
     that fails). `on_result(job, result, fresh)` is called as each one is known (for progress
     bars); an exception it raises is ignored, the batch goes on.
+
+    fork: the local grading processes may be forked from this one (local_executor), for a caller
+    whose process has run no kernel and started no thread (the command line).
 
     settings: the run's (settings.build_settings, which the command line calls once); None: built
     here from `options` (build_settings' keywords: sandbox, limits, device, data, data_files).
@@ -248,7 +294,7 @@ def run_batch(exercise: Exercise, jobs: list[Job], gradebook: Gradebook, setting
     while queue:
         batch = queue.pop(0)
         alone = breaks >= 2
-        pool = executor or local_executor(1 if alone else (workers or os.cpu_count() or 1))
+        pool = executor or local_executor(1 if alone else (workers or os.cpu_count() or 1), fork)
         retry: list[Job] = []
         try:
             futures: dict[Future, Job] = {

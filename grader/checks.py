@@ -71,6 +71,9 @@ class Context:
     # the runner moves them into the submission's timings as "reused: <test name>".
     reused: list[float] = field(default_factory=list, compare=False)
     device: str = "cpu"  # the run's (resolved): a training's scores are cached per device
+    # Where property checks' drawn inputs are kept between processes (examples_cache.ExamplesCache);
+    # None: drawn in each process.
+    examples: Any = None
 
 
 @dataclass(frozen=True)
@@ -559,7 +562,8 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
         # so the batch below tests exactly what the call-by-call run would.
         count = examples or ctx.max_examples
         if count not in drawn_memo:
-            drawn_memo[count] = draw_examples(cases, count)
+            draw = lambda: draw_examples(cases, count)  # noqa: E731
+            drawn_memo[count] = ctx.examples.drawn(cases, count, draw) if ctx.examples is not None else draw()
         batch_failure = first_disagreement(drawn_memo[count])
         if batch_failure is None:
             return

@@ -15,16 +15,17 @@ from typing import Any, Mapping, Sequence
 
 import nbformat
 
-from . import notebook
+from . import font_cache, notebook, spec
 from .checks import Check, Context, Failure, GraderFault, check_name, required_tests
 from .boundary import KernelFault, ProbeError
+from .examples_cache import FOLDER as EXAMPLES_FOLDER, ExamplesCache, examples_prefix
 from .kernel import KernelSession
 from .model_worker import ModelWorker, WorkerSettings
 from .notebook_runner import NotebookRun
 from .device import device_files, environment
 from .device import kernel_env as device_env
 from .results import GRADER_FAULT, SubmissionResult, TestResult
-from .sandbox import KERNEL_HOME, SUBMISSION_NAME, Sandbox
+from .sandbox import KERNEL_HOME, MPL_FOLDER, SUBMISSION_NAME, Sandbox
 from .scratch import make_scratch
 from .settings import RunSettings, build_settings
 from .spec import Exercise, Item
@@ -66,6 +67,14 @@ def grade_submission(path: Path, exercise: Exercise, settings: RunSettings | Non
     finally:
         if own_worker and models is not None:
             models.close()
+
+
+def examples_cache_for(exercise: Exercise, settings: RunSettings) -> ExamplesCache:
+    """Where this exercise's property checks keep their drawn inputs (examples_cache.py)."""
+    from .batch import grader_version   # (batch imports this module)
+
+    return ExamplesCache(spec.DATA_CACHE / exercise.name / EXAMPLES_FOLDER,
+                         examples_prefix(settings.exercise_digest, exercise.version, grader_version()))
 
 
 def _has_trusted_layers(models: ModelWorker, exercise: Exercise) -> bool:
@@ -112,7 +121,7 @@ def _grade(path: Path, nb, exercise: Exercise, settings: RunSettings, models: Mo
                 ctx = Context(settings.tolerance, settings.max_examples, data_dir, exercise.params, files, models,
                               exercise.version,
                               exercise.trusted_layers.allowlist() if exercise.trusted_layers is not None else {},
-                              device=settings.device)
+                              device=settings.device, examples=examples_cache_for(exercise, settings))
                 tests: list[TestResult] = []
                 for item in exercise.items:  # a check may require one of an earlier item (Check.requires)
                     tests += _grade_item(item, exercise, kernel, run, nb, ctx, public_only, timings, earlier=tests)
@@ -168,11 +177,12 @@ def _prepare(scratch: Path, exercise: Exercise, nb: nbformat.NotebookNode, data_
                 shutil.copytree(helper, workdir / helper.name, dirs_exist_ok=True)
     if exercise.data is not None and data_dir is not None:
         shutil.copytree(data_dir, workdir / exercise.data.folder, ignore=shutil.ignore_patterns(".complete"))
-        for spec in exercise.data.files:
-            for place in spec.place:
+        for file_spec in exercise.data.files:
+            for place in file_spec.place:
                 target = scratch / KERNEL_HOME / place[2:] if place.startswith("~/") else workdir / place
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(files[spec.name], target)
+                shutil.copyfile(files[file_spec.name], target)
+    font_cache.give_to_kernel(spec.DATA_CACHE, scratch / KERNEL_HOME / MPL_FOLDER)
     # The notebook as it was read and graded (not the file again: it may have changed since).
     (workdir / SUBMISSION_NAME).write_text(nbformat.writes(nb), encoding="utf-8")
 

@@ -49,6 +49,7 @@ from .spec import Limits
 
 MODES = ("bwrap", "none")
 SUBMISSION_NAME = "submission.ipynb"  # the submission's copy in the kernel's working folder
+MPL_FOLDER = ".matplotlib"             # the kernel's MPLCONFIGDIR, in its home
 KERNEL_HOME = "home"                  # the kernel's $HOME, in its scratch folder (e.g. ~/.keras/models)
 NOBODY = 65534
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
@@ -134,7 +135,7 @@ def kernel_environment(sandboxed: bool, extra: dict[str, str] | None = None) -> 
         # home; PYTHONSAFEPATH: the working folder is not on sys.path while Python starts, so a
         # student's ipykernel_launcher.py is not the launcher; IPython adds it for the notebook).
         base = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
-                "MPLCONFIGDIR": "/tmp/.matplotlib", "IPYTHONDIR": "/tmp/.ipython", "TMPDIR": "/tmp",
+                "IPYTHONDIR": "/tmp/.ipython", "TMPDIR": "/tmp",
                 "PYTHONNOUSERSITE": "1", "PYTHONSAFEPATH": "1"}
         for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # needed on some CPUs for correct BLAS
             if key in os.environ:
@@ -250,7 +251,9 @@ class Sandbox:
         self.sandboxed = mode == "bwrap"
         as_root = os.geteuid() == 0
         self.kernel_owner = NOBODY if self.sandboxed and as_root else None
-        self.env = {**kernel_environment(self.sandboxed, extra_env), "HOME": str(self.home)}
+        # matplotlib's folder in the home, where the grader puts the machine's font list (font_cache.py)
+        self.env = {**kernel_environment(self.sandboxed, extra_env), "HOME": str(self.home),
+                    "MPLCONFIGDIR": str(self.home / MPL_FOLDER)}
         self._starts = 0
         self.group: cgroups.SandboxGroup | None = None  # the current start's cgroup
         self._filter_fd: int | None = None               # the current start's seccomp program

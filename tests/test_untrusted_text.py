@@ -95,7 +95,7 @@ def fake_grading(monkeypatch):
         return hostile_result(path, student)
 
     monkeypatch.setattr(batch, "grade_one", grade_one)
-    monkeypatch.setattr(batch, "local_executor", lambda jobs: ThreadPoolExecutor(2))
+    monkeypatch.setattr(batch, "local_executor", lambda jobs, fork=False: ThreadPoolExecutor(2))
     return asked
 
 
@@ -339,7 +339,7 @@ def grade_one(exercise_name, path, student, *args):
     return plain_result(path, student)
 
 batch.grade_one = grade_one
-batch.local_executor = lambda jobs: ThreadPoolExecutor(1)
+batch.local_executor = lambda jobs, fork=False: ThreadPoolExecutor(1)
 sys.exit(grade.run(sys.argv[1:]))
 """
 

@@ -1,0 +1,169 @@
+"""The property checks' drawn inputs, kept on disk: a grading process loads them instead of drawing.
+
+A property check tries the same inputs for every submission (a fixed seed), and drawing them with
+hypothesis is most of a first submission's check time (about a second for conv_step_by_step's
+ten properties). They are written once per machine to the data cache
+(`<cache>/<exercise>/examples/<key>.json`) and read back by every later grading process.
+
+The key is everything drawing depends on: the strategy (its repr, which names it and its
+arguments), the number of examples, the exercise's files (its checks.py defines the strategies:
+`RunSettings.exercise_digest`), the graded course version, the grader's source (the seed and
+settings of every draw), and the versions of hypothesis, NumPy and Python. Loading is plain data
+(JSON; arrays as dtype, shape and bytes), never unpickling; a file that does not decode is drawn
+again and replaced. Inputs holding anything the codec does not know are not kept (drawn each time).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .boundary import KerasInitializer
+
+FOLDER = "examples"
+MAX_BYTES = 64 * 2**20   # a larger set of examples is drawn each time, not kept
+
+
+class Uncacheable(TypeError):
+    """A drawn input holds a value the codec does not write."""
+
+
+@dataclass(frozen=True)
+class ExamplesCache:
+    """Drawn examples of one exercise and course version, under `folder`; `prefix` is the key's
+    part every strategy of this run shares (examples_prefix)."""
+
+    folder: Path
+    prefix: str
+
+    def drawn(self, strategy: Any, count: int, draw: Callable[[], list]) -> list:
+        """The examples `draw()` gives for `strategy` and `count`: loaded when kept, else drawn and kept."""
+        path = self.folder / f"{self.key(strategy, count)}.json"
+        try:
+            return decode_examples(path.read_bytes())
+        except (OSError, ValueError, TypeError, KeyError):  # not kept yet, or not readable: draw
+            pass
+        examples = draw()
+        try:
+            data = encode_examples(examples)
+        except Uncacheable:
+            return examples
+        if len(data) <= MAX_BYTES:
+            _write_atomically(path, data)
+        return examples
+
+    def key(self, strategy: Any, count: int) -> str:
+        return hashlib.sha256(f"{self.prefix}\0{strategy!r}\0{count}".encode()).hexdigest()[:32]
+
+
+def examples_prefix(exercise_digest: str, version: str, grader_version: str) -> str:
+    import hypothesis
+
+    return json.dumps([exercise_digest, version, grader_version, hypothesis.__version__, np.__version__,
+                       list(sys.version_info[:2])])
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` by renaming a finished file over it (a reader sees all or nothing);
+    a cache that cannot be written is not an error (the examples are drawn again next time)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass
+
+
+# -- the codec: examples (lists of checks.Case) as JSON -------------------------------------------
+def encode_examples(examples: list) -> bytes:
+    return json.dumps([_encode_case(case) for case in examples], separators=(",", ":")).encode()
+
+
+def decode_examples(data: bytes) -> list:
+    doc = json.loads(data)
+    if not isinstance(doc, list):
+        raise ValueError("not a list of examples")
+    return [_decode_case(node) for node in doc]
+
+
+def _encode_case(case: Any) -> dict:
+    from .checks import Case
+
+    if type(case) is not Case:
+        raise Uncacheable(f"an example of type {type(case).__name__}")
+    return {f.name: _encode(getattr(case, f.name)) for f in fields(Case)}
+
+
+def _decode_case(node: Any) -> Any:
+    from .checks import Case
+
+    if not isinstance(node, dict) or set(node) != {f.name for f in fields(Case)}:
+        raise ValueError("not an example")
+    return Case(**{name: _decode(value) for name, value in node.items()})
+
+
+def _encode(value: Any) -> Any:
+    """Tagged JSON: every dict in the output is a tag ({"tuple": [...]}, {"array": {...}}, ...),
+    so each value comes back with its type (tuple vs list, NumPy scalar vs Python number)."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if type(value) in (tuple, list):
+        return {type(value).__name__: [_encode(v) for v in value]}
+    if type(value) is dict:
+        return {"dict": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if type(value) is np.ndarray:
+        if value.dtype.kind not in "biufc" or not value.flags.c_contiguous:
+            raise Uncacheable(f"an array of dtype {value.dtype} (contiguous: {value.flags.c_contiguous})")
+        return {"array": [value.dtype.str, list(value.shape), base64.b64encode(value.tobytes()).decode()]}
+    if isinstance(value, np.generic) and value.dtype.kind in "biufc":
+        return {"scalar": [value.dtype.str, base64.b64encode(value.tobytes()).decode()]}
+    if type(value) is KerasInitializer:
+        return {"KerasInitializer": [value.class_name, _encode(value.config)]}
+    raise Uncacheable(f"a value of type {type(value).__name__}")
+
+
+def _decode(node: Any) -> Any:
+    if node is None or type(node) in (bool, int, float, str):
+        return node
+    if type(node) is not dict or len(node) != 1:
+        raise ValueError("not an encoded value")
+    (tag, body), = node.items()
+    if tag == "tuple":
+        return tuple(_decode(v) for v in body)
+    if tag == "list":
+        return [_decode(v) for v in body]
+    if tag == "dict":
+        return {_decode(k): _decode(v) for k, v in body}
+    if tag == "array":
+        dtype, shape, data = body
+        return np.frombuffer(base64.b64decode(data), dtype=_numeric(dtype)).reshape(shape).copy()
+    if tag == "scalar":
+        dtype, data = body
+        return np.frombuffer(base64.b64decode(data), dtype=_numeric(dtype))[0]
+    if tag == "KerasInitializer":
+        class_name, config = body
+        return KerasInitializer(class_name, _decode(config))
+    raise ValueError(f"unknown tag {tag!r}")
+
+
+def _numeric(name: Any) -> np.dtype:
+    dtype = np.dtype(str(name))
+    if dtype.kind not in "biufc":
+        raise ValueError(f"not a numeric dtype: {dtype}")
+    return dtype
