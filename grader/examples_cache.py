@@ -5,10 +5,13 @@ hypothesis is most of a first submission's check time (about a second for conv_s
 ten properties). They are written once per machine to the data cache
 (`<cache>/<exercise>/examples/<key>.json`) and read back by every later grading process.
 
-The key is everything drawing depends on: the strategy (its repr, which names it and its
-arguments), the number of examples, the exercise's files (its checks.py defines the strategies:
-`RunSettings.exercise_digest`), the graded course version, the grader's source (the seed and
-settings of every draw), and the versions of hypothesis, NumPy and Python. Loading is plain data
+The key is everything drawing depends on: the check (its item and aspect: the examples of one
+check are never served to another, whatever their strategies' reprs say), the strategy's repr,
+the number of examples, the exercise's files (its checks.py defines the strategies:
+`RunSettings.exercise_digest`, with the reference modules its checks use), the graded course
+version, the grader's source (the seed and settings of every draw), and the versions of
+hypothesis, NumPy and Python. A strategy whose code lives elsewhere (a module outside the
+exercise folder, reference/ and grader/) is not in the key: exercises keep theirs in checks.py. Loading is plain data
 (JSON; arrays as dtype, shape and bytes), never unpickling; a file that does not decode is drawn
 again and replaced. Inputs holding anything the codec does not know are not kept (drawn each time).
 """
@@ -18,11 +21,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +45,32 @@ class Uncacheable(TypeError):
 @dataclass(frozen=True)
 class ExamplesCache:
     """Drawn examples of one exercise and course version, under `folder`; `prefix` is the key's
-    part every strategy of this run shares (examples_prefix)."""
+    part every strategy of this run shares (examples_prefix).
+
+    Examples are kept per check: the runner gives each check its own scope(test name), and a
+    scope keeps the examples of the first strategy that draws in it only (a strategy's repr
+    does not say everything it depends on: two strategies made by one factory with different
+    arguments can print alike, so the check, not the repr, names the examples)."""
 
     folder: Path
     prefix: str
+    scope: str = ""
+    _owner: list = field(default_factory=list, compare=False, repr=False)  # [id of the scope's strategy]
+
+    def scoped(self, test: str) -> "ExamplesCache":
+        """The cache of the check named `test` (its item and aspect), for one run of it."""
+        return ExamplesCache(self.folder, self.prefix, test)
 
     def drawn(self, strategy: Any, count: int, draw: Callable[[], list]) -> list:
-        """The examples `draw()` gives for `strategy` and `count`: loaded when kept, else drawn and kept."""
+        """The examples `draw()` gives for `strategy` and `count`: loaded when kept, else drawn
+        and kept (drawn only, for a second strategy drawing in this scope)."""
+        if not self.scope or self._owner[:1] not in ([], [id(strategy)]):
+            return draw()
+        self._owner[:] = [id(strategy)]
         path = self.folder / f"{self.key(strategy, count)}.json"
         try:
             return decode_examples(path.read_bytes())
-        except (OSError, ValueError, TypeError, KeyError):  # not kept yet, or not readable: draw
+        except Exception:  # not kept yet, or not readable (any way): draw
             pass
         examples = draw()
         try:
@@ -63,7 +82,7 @@ class ExamplesCache:
         return examples
 
     def key(self, strategy: Any, count: int) -> str:
-        return hashlib.sha256(f"{self.prefix}\0{strategy!r}\0{count}".encode()).hexdigest()[:32]
+        return hashlib.sha256(f"{self.prefix}\0{self.scope}\0{strategy!r}\0{count}".encode()).hexdigest()[:32]
 
 
 def examples_prefix(exercise_digest: str, version: str, grader_version: str) -> str:
@@ -121,6 +140,8 @@ def _decode_case(node: Any) -> Any:
 def _encode(value: Any) -> Any:
     """Tagged JSON: every dict in the output is a tag ({"tuple": [...]}, {"array": {...}}, ...),
     so each value comes back with its type (tuple vs list, NumPy scalar vs Python number)."""
+    if type(value) is float and math.isnan(value) and math.copysign(1.0, value) < 0:
+        raise Uncacheable("a negative NaN (JSON has one NaN)")
     if value is None or type(value) in (bool, int, float, str):
         return value
     if type(value) in (tuple, list):
@@ -128,8 +149,9 @@ def _encode(value: Any) -> Any:
     if type(value) is dict:
         return {"dict": [[_encode(k), _encode(v)] for k, v in value.items()]}
     if type(value) is np.ndarray:
-        if value.dtype.kind not in "biufc" or not value.flags.c_contiguous:
-            raise Uncacheable(f"an array of dtype {value.dtype} (contiguous: {value.flags.c_contiguous})")
+        if value.dtype.kind not in "biufc" or not value.flags.c_contiguous or not value.flags.writeable:
+            raise Uncacheable(f"an array of dtype {value.dtype} (contiguous: {value.flags.c_contiguous}, "
+                              f"writeable: {value.flags.writeable})")
         return {"array": [value.dtype.str, list(value.shape), base64.b64encode(value.tobytes()).decode()]}
     if isinstance(value, np.generic) and value.dtype.kind in "biufc":
         return {"scalar": [value.dtype.str, base64.b64encode(value.tobytes()).decode()]}

@@ -83,4 +83,7 @@ def give_to_kernel(cache: Path, config_dir: Path) -> None:
     if found is None:
         return
     config_dir.mkdir(exist_ok=True)
-    shutil.copyfile(found, config_dir / found.name)
+    try:
+        shutil.copyfile(found, config_dir / found.name)
+    except FileNotFoundError:  # removed since it was found (the cache cleared): built again next time
+        _font_list.cache_clear()

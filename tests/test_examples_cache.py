@@ -11,7 +11,7 @@ import pytest
 from hypothesis import strategies as st
 
 from grader.boundary import KerasInitializer
-from grader.checks import Case, Context, agrees_with_reference, draw_examples
+from grader.checks import Case, Context, agrees_with_reference, draw_examples, small_arrays
 from grader.examples_cache import (ExamplesCache, Uncacheable, decode_examples, encode_examples,
                                    examples_prefix)
 from grader.spec import Tolerance, load_exercise
@@ -95,22 +95,24 @@ STRATEGY = st.builds(lambda n, x: Case((n, np.full((2, 2), x)), names=("n", "x")
 
 def test_drawn_once_then_read_back_by_another_process_s_cache(tmp_path):
     calls, draw = counting(STRATEGY, 8)
-    first = ExamplesCache(tmp_path, "prefix").drawn(STRATEGY, 8, draw)
-    again = ExamplesCache(tmp_path, "prefix").drawn(STRATEGY, 8, draw)  # as a new process would
+    first = ExamplesCache(tmp_path, "prefix").scoped("item: aspect").drawn(STRATEGY, 8, draw)
+    again = ExamplesCache(tmp_path, "prefix").scoped("item: aspect").drawn(STRATEGY, 8, draw)  # as a new process would
     assert calls == [1] and len(first) == 8
     assert all(same(a, b) for a, b in zip(first, again, strict=True))
     assert [p.suffix for p in tmp_path.iterdir()] == [".json"]
 
 
-@pytest.mark.parametrize("change", ["prefix", "count", "strategy"])
+@pytest.mark.parametrize("change", ["prefix", "count", "strategy", "scope"])
 def test_anything_in_the_key_changed_draws_again(tmp_path, change):
     other = st.builds(lambda n: Case((n,), names=("n",)), st.integers(0, 9))
     calls, draw = counting(STRATEGY, 8)
-    ExamplesCache(tmp_path, "prefix").drawn(STRATEGY, 8, draw)
-    prefix, count, strategy = {"prefix": ("other", 8, STRATEGY), "count": ("prefix", 9, STRATEGY),
-                               "strategy": ("prefix", 8, other)}[change]
+    ExamplesCache(tmp_path, "prefix").scoped("item: aspect").drawn(STRATEGY, 8, draw)
+    prefix, count, strategy, scope = {"prefix": ("other", 8, STRATEGY, "item: aspect"),
+                                      "count": ("prefix", 9, STRATEGY, "item: aspect"),
+                                      "strategy": ("prefix", 8, other, "item: aspect"),
+                                      "scope": ("prefix", 8, STRATEGY, "item: other aspect")}[change]
     calls2, draw2 = counting(strategy, count)
-    ExamplesCache(tmp_path, prefix).drawn(strategy, count, draw2)
+    ExamplesCache(tmp_path, prefix).scoped(scope).drawn(strategy, count, draw2)
     assert calls2 == [1] and len(list(tmp_path.iterdir())) == 2
 
 
@@ -127,7 +129,7 @@ def test_the_prefix_holds_the_exercise_files_version_grader_and_libraries():
     [{"args": {"tuple": [{"array": ["|O", [1], "AAAA"]}]}, "kwargs": {"dict": []}, "names": {"tuple": []}}]).encode()])
 def test_a_file_that_does_not_decode_is_drawn_again_and_replaced(tmp_path, garbage):
     calls, draw = counting(STRATEGY, 5)
-    cache = ExamplesCache(tmp_path, "prefix")
+    cache = ExamplesCache(tmp_path, "prefix").scoped("item: aspect")
     path = tmp_path / f"{cache.key(STRATEGY, 5)}.json"
     path.write_bytes(garbage)
     drawn = cache.drawn(STRATEGY, 5, draw)
@@ -137,8 +139,8 @@ def test_a_file_that_does_not_decode_is_drawn_again_and_replaced(tmp_path, garba
 def test_examples_that_cannot_be_kept_are_drawn_each_time(tmp_path):
     odd = st.builds(lambda n: Case((object(),)), st.integers(0, 3))
     calls, draw = counting(odd, 3)
-    ExamplesCache(tmp_path, "p").drawn(odd, 3, draw)
-    ExamplesCache(tmp_path, "p").drawn(odd, 3, draw)
+    ExamplesCache(tmp_path, "p").scoped("i: a").drawn(odd, 3, draw)
+    ExamplesCache(tmp_path, "p").scoped("i: a").drawn(odd, 3, draw)
     assert calls == [2] and list(tmp_path.iterdir()) == []
 
 
@@ -146,7 +148,7 @@ def test_an_unwritable_cache_still_gives_the_examples(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     calls, draw = counting(STRATEGY, 4)
-    assert len(ExamplesCache(blocked / "examples", "p").drawn(STRATEGY, 4, draw)) == 4
+    assert len(ExamplesCache(blocked / "examples", "p").scoped("i: a").drawn(STRATEGY, 4, draw)) == 4
 
 
 class Doubler:
@@ -158,6 +160,9 @@ class Doubler:
     def call(self, function: str, args: tuple = (), kwargs: dict | None = None) -> Any:
         return args[1] * self.factor
 
+    def call_many(self, function: str, calls: list) -> list:  # as the kernel: all examples in one round trip
+        return [self.call(function, args, kwargs) for args, kwargs in calls]
+
 
 def test_a_check_with_kept_examples_gives_the_same_verdict_and_feedback(tmp_path):
     """The check that reads its examples back behaves as the one that drew them: the same pass,
@@ -166,10 +171,70 @@ def test_a_check_with_kept_examples_gives_the_same_verdict_and_feedback(tmp_path
     outcomes = []
     for _ in range(2):  # first: drawn and kept; second: a fresh check (process) reading them back
         check = agrees_with_reference("double", lambda n, x: x * 2, STRATEGY)
-        ctx = Context(Tolerance(1e-7, 1e-9), 10, examples=ExamplesCache(tmp_path, "p"))
+        ctx = Context(Tolerance(1e-7, 1e-9), 10, examples=ExamplesCache(tmp_path, "p").scoped("double: random"))
         check(Doubler(2.0), ctx)  # passes
         with pytest.raises(AssertionError) as failed:
             check(Doubler(3.0), ctx)
         outcomes.append(str(failed.value))
     assert outcomes[0] == outcomes[1] and "n = 0" in outcomes[0]
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_unscoped_nothing_is_kept(tmp_path):
+    """Only the runner's per-check scopes keep examples (a check run outside it draws)."""
+    calls, draw = counting(STRATEGY, 4)
+    ExamplesCache(tmp_path, "p").drawn(STRATEGY, 4, draw)
+    ExamplesCache(tmp_path, "p").drawn(STRATEGY, 4, draw)
+    assert calls == [2] and list(tmp_path.iterdir()) == []
+
+
+def windows(side: int) -> st.SearchStrategy[Case]:
+    """Max-pool windows of one size: a factory, so both sizes' strategies print the same."""
+    return small_arrays((side, side), unique=True).map(lambda x: Case((x,), names=("x",)))
+
+
+class TopLeftMask:
+    """create_mask_from_window right on 2x2 windows only (it looks at the top-left 2x2)."""
+
+    def defined(self, names):
+        return set(names)
+
+    def call(self, function: str, args: tuple = (), kwargs: dict | None = None) -> Any:
+        x = args[0]
+        return x == x[:2, :2].max()
+
+    def call_many(self, function: str, calls: list) -> list:  # as the kernel: all examples in one round trip
+        return [self.call(function, args, kwargs) for args, kwargs in calls]
+
+
+def test_checks_whose_strategies_print_alike_keep_their_own_examples(tmp_path, monkeypatch):
+    """A red-team finding: keyed by the strategy's repr, a 3x3-window check was served the
+    2x2 check's examples (or the other way round, depending on which submission drew first).
+    Through the runner, each check keeps its own: the 3x3 check fails a mask right on 2x2 windows
+    only, in the process that drew them and in a later one reading them back."""
+    import nbformat
+    from types import SimpleNamespace
+
+    from grader import spec
+    from grader.checks import Check
+    from grader.grading import _grade_item, examples_cache_for
+    from grader.spec import Item
+
+    assert repr(windows(2)) == repr(windows(3))
+    mask = lambda x: x == x.max()  # noqa: E731
+    monkeypatch.setattr(spec, "DATA_CACHE", tmp_path)
+    settings = SimpleNamespace(exercise_digest="d")
+    item = Item("create_mask_from_window", 10)
+    verdicts = []
+    for order in ([2, 3], [3, 2], [2, 3]):  # the last: read back, in either order
+        checks = {item.name: [Check(f"{n}x{n} windows", agrees_with_reference("create_mask_from_window", mask,
+                                                                              windows(n), output="mask"))
+                              for n in order]}
+        exercise = SimpleNamespace(name="ex", version="", checks=SimpleNamespace(CHECKS=checks),
+                                   item_checks=checks.__getitem__)
+        ctx = Context(Tolerance(1e-7, 1e-9), 10, examples=examples_cache_for(exercise, settings))
+        tests = _grade_item(item, exercise, TopLeftMask(), SimpleNamespace(cells=[], skipped=[]),
+                            nbformat.v4.new_notebook(), ctx)
+        verdicts.append({t.name: t.status for t in tests})
+    expected = {"create_mask_from_window: 2x2 windows": "passed", "create_mask_from_window: 3x3 windows": "failed"}
+    assert verdicts == [expected] * 3

@@ -66,6 +66,16 @@ def test_give_to_kernel_copies_it_into_the_config_folder(tmp_path):
     assert [p.name for p in copied] == [font_cache.font_list(tmp_path / "cache").name]
 
 
+def test_a_list_removed_while_grading_is_built_again_not_a_grader_error(tmp_path):
+    """(red-team finding: the path was remembered per process, so clearing the cache mid-batch
+    made every later submission of that process an internal grader error)"""
+    font_cache.give_to_kernel(tmp_path / "cache", tmp_path / "one")
+    shutil.rmtree(tmp_path / "cache" / "matplotlib")
+    font_cache.give_to_kernel(tmp_path / "cache", tmp_path / "two")  # no list this time, no error
+    font_cache.give_to_kernel(tmp_path / "cache", tmp_path / "three")
+    assert [p.name for p in (tmp_path / "three").iterdir()] == [p.name for p in (tmp_path / "one").iterdir()]
+
+
 # A first cell that fails the notebook's run if matplotlib lists the fonts again in the kernel.
 REBUILD_PROBE = """
 import logging
