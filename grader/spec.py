@@ -143,6 +143,7 @@ class DataSpec:
     folder: str                 # its name next to the notebook, e.g. "datasets"
     make: str | None = None     # script in the exercise folder that writes the stand-ins
     files: tuple[DataFile, ...] = ()
+    make_reads: tuple[str, ...] = ()  # files of the exercise folder the script reads (e.g. shipped weights)
 
     def resolve(self, override: Path | None = None,
                 file_overrides: Mapping[str, Path] | None = None) -> tuple[Path, dict[str, Path]]:
@@ -166,14 +167,18 @@ class DataSpec:
         return folder, files
 
     def _standins(self) -> Path:
-        """The stand-ins' folder in the data cache, named for the script's content: a changed
-        script makes them anew instead of leaving old files in use (a module the script imports
-        is not part of the name)."""
+        """The stand-ins' folder in the data cache, named for the content of the script and of the
+        files it reads (make_reads): a changed script or input makes them anew instead of leaving
+        old files in use (a module the script imports is not part of the name)."""
         if not self.make:
             raise SpecError(f"{self.root.name} needs its data: pass --data DIR"
                             + "".join(f" --data-file {f.name}=FILE" for f in self.files))
         script = self.root / self.make
-        cache = DATA_CACHE / self.root.name / f"standin-{hashlib.sha256(script.read_bytes()).hexdigest()[:12]}"
+        digest = hashlib.sha256(script.read_bytes())
+        for name in self.make_reads:  # without them (an install that left them out) the script pretrains
+            path = self.root / name
+            digest.update(b"\0" + name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"missing"))
+        cache = DATA_CACHE / self.root.name / f"standin-{digest.hexdigest()[:12]}"
         if not (cache / ".complete").exists():
             import fcntl
             import shutil
@@ -202,11 +207,17 @@ def _data_spec(root: Path, doc: dict[str, Any]) -> DataSpec:
             raise SpecError(f"{root}/spec.toml: [data.files.{name}] needs exactly standin and place")
     files = tuple(DataFile(name, str(f["standin"]), tuple(str(p) for p in f["place"]))
                   for name, f in doc.get("files", {}).items())
+    make_reads = doc.get("make_reads", [])
+    if not isinstance(make_reads, list) or not all(isinstance(n, str) for n in make_reads):
+        raise SpecError(f"{root}/spec.toml: [data] make_reads must be a list of file names")
+    for name in make_reads:
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise SpecError(f"{root}/spec.toml: [data] make_reads names a file outside the exercise folder: {name}")
     for f in files:
         for place in f.place:
             if Path(place.removeprefix("~/")).is_absolute() or ".." in Path(place).parts:
                 raise SpecError(f"{root}/spec.toml: data file {f.name} placed outside the kernel's folders: {place}")
-    return DataSpec(root, str(doc["folder"]), doc.get("make"), files)
+    return DataSpec(root, str(doc["folder"]), doc.get("make"), files, tuple(make_reads))
 
 
 @dataclass(frozen=True)
@@ -475,7 +486,7 @@ _TABLES: dict[str, frozenset[str] | None] = {
     "limits": frozenset(f.name for f in fields(Limits)),
     "tolerance": frozenset({"rtol", "atol", "cpu", "gpu"}),
     "kernel": frozenset({"env", "prelude", "skip_cells"}),
-    "data": frozenset({"folder", "make", "files"}),
+    "data": frozenset({"folder", "make", "files", "make_reads"}),
     "property": frozenset({"max_examples"}),
     "device": frozenset({"requires_gpu"}),
     "params": None,

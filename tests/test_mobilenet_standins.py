@@ -147,6 +147,48 @@ def test_pretraining_images_are_balanced_and_reproducible_per_stream():
     assert not any(np.array_equal(a, b) for a in images for b in other)
 
 
+# --------------------------------------------------------------------------- fast: the shipped pretraining result
+
+REGENERATE = ("make it again: python exercises/mobilenet_transfer/make_standins.py --out $(mktemp -d) --pretrain "
+              "--save-pretrained exercises/mobilenet_transfer/pretrained_standin.npz (about 2.5 minutes)")
+
+
+def test_the_shipped_pretraining_result_is_this_scripts_own():
+    """pretrained_standin.npz must record this script's digest and the default seed, or every new
+    machine (and CI) pretrains for minutes; its arrays are a MobileNetV2 no-top base and a K-way
+    classifier over its 1280 features."""
+    with np.load(maker.PRETRAINED_FILE, allow_pickle=False) as shipped:
+        assert str(shipped["maker_sha256"]) == hashlib.sha256(SCRIPT.read_bytes()).hexdigest(), \
+            f"make_standins.py changed since its pretraining result was made: {REGENERATE}"
+        assert int(shipped["seed"]) == 0
+        base = sorted(n for n in shipped.files if n.startswith("base_"))
+        assert len(base) == 260 and all(shipped[n].dtype == np.float32 for n in base)
+        assert shipped["predictions_kernel"].shape == (1280, len(maker.KINDS))
+        assert shipped["predictions_bias"].shape == (len(maker.KINDS),)
+
+
+def test_a_result_of_another_script_or_seed_or_none_is_not_used(tmp_path):
+    """load_pretrained says None (so the script pretrains) before building anything: no TensorFlow."""
+    def write(path, digest, seed):
+        np.savez(path, base_000=np.zeros(3, np.float32), predictions_kernel=np.zeros((1280, 8), np.float32),
+                 predictions_bias=np.zeros(8, np.float32), maker_sha256=np.array(digest), seed=np.array(seed))
+        return path
+
+    assert maker.load_pretrained(None, tmp_path / "absent.npz", 0) is None
+    assert maker.load_pretrained(None, write(tmp_path / "edited.npz", "0" * 64, 0), 0) is None
+    assert maker.load_pretrained(None, write(tmp_path / "seed.npz", maker.script_digest(), 1), 0) is None
+    # A file that pickles (an object array) is refused by np.load itself, never unpickled.
+    np.savez(tmp_path / "pickled.npz", maker_sha256=np.array([object()], dtype=object), seed=np.array(0))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        maker.load_pretrained(None, tmp_path / "pickled.npz", 0)
+
+
+def test_the_standins_cache_name_follows_the_files_the_script_reads():
+    data = load_exercise("mobilenet_transfer").data
+    assert data.make_reads == ("pretrained_standin.npz",)
+    assert (data.root / data.make_reads[0]) == maker.PRETRAINED_FILE
+
+
 # --------------------------------------------------------------------------- slow: the script's output
 
 
@@ -254,3 +296,44 @@ def test_same_seed_gives_byte_identical_images(standins, tmp_path):
     other = _digests(tmp_path / "other" / "dataset")
     assert other.keys() == _digests(standins / "dataset").keys()
     assert not set(other.values()) & set(_digests(standins / "dataset").values())
+
+
+PRETRAIN_SMALL = """
+import sys
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import make_standins as maker
+# The pretraining path on a tiny budget: the code that made pretrained_standin.npz, not its quality
+# (that is tested on the shipped result above).
+maker.PRETRAIN_PHASES = ((32, 64, 1),)
+maker.CALIBRATION_IMAGES = 64
+out, saved = Path(sys.argv[2]), Path(sys.argv[3])
+written = maker.make_standins(out, pretrain=True, save_to=saved)
+assert written["pretrained"] == "made", written
+tf = maker._tensorflow()
+base, predictions = maker.load_pretrained(tf, saved, 0)
+reloaded = tf.keras.applications.MobileNetV2(input_shape=(160, 160, 3), include_top=False, weights=str(written["no_top"]))
+for a, b in zip(base.get_weights(), reloaded.get_weights(), strict=True):
+    np.testing.assert_array_equal(a, b)
+fresh = tf.keras.applications.MobileNetV2(input_shape=(160, 160, 3), include_top=False, weights=None)
+changed = sum(not np.array_equal(a, b) for a, b in zip(base.get_weights(), fresh.get_weights()))
+again = maker.make_standins(out / "again", shipped=saved)
+assert again["pretrained"] == "shipped", again
+full = tf.keras.applications.MobileNetV2(input_shape=(160, 160, 3), include_top=True, weights=str(again["with_top"]))
+np.testing.assert_array_equal(full.get_layer("predictions").get_weights()[0][:, :8], predictions[0])
+print("changed", changed)
+"""
+
+
+@pytest.mark.slow
+def test_pretraining_writes_the_result_that_is_shipped_and_read_back_exactly(tmp_path):
+    """The script's own pretraining (on a tiny budget) saves what load_pretrained reads back, array
+    for array equal to the weights file it wrote; a second run from that file writes the same base
+    and classifier without pretraining."""
+    proc = subprocess.run([sys.executable, "-c", PRETRAIN_SMALL, str(SCRIPT.parent), str(tmp_path / "out"),
+                           str(tmp_path / "saved.npz")], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    changed = int(proc.stdout.split("changed")[-1])
+    assert changed > 200  # trained: kernels and batch-norm statistics moved from a fresh model's

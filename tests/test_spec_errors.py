@@ -87,6 +87,10 @@ BROKEN_SPECS = {
     "tolerance negative": (("atol = 1e-7", "atol = -1e-7"), ["atol", "-1e-07"]),
     "unknown device tolerance key": (("rtol = 1e-3", "rtl = 1e-3"), ["[tolerance.gpu]", "rtl"]),
     "max_examples not a whole number": (("max_examples = 10", "max_examples = 2.5"), ["max_examples", "2.5"]),
+    "make_reads not a list": (("[kernel]", '[data]\nfolder = "d"\nmake = "m.py"\nmake_reads = "w.npz"\n\n[kernel]'),
+                              ["make_reads", "list"]),
+    "make_reads outside the folder": (("[kernel]", '[data]\nfolder = "d"\nmake_reads = ["../w.npz"]\n\n[kernel]'),
+                                      ["make_reads", "../w.npz"]),
     "unknown exercise key": (('title = "Two functions"', 'title = "Two functions"\nhelper = "helpers"'),
                              ["[exercise]", "helper"]),
 }

@@ -40,3 +40,33 @@ def test_processes_asking_together_make_the_standins_once(tmp_path: Path) -> Non
     assert [p.returncode for p in procs] == [0, 0, 0], outs
     assert [o.strip() for o, _ in outs] == ["stand-in"] * 3
     assert log.read_text() == "made\n"
+
+
+READS_MAKER = '''
+import os, pathlib, sys
+out = pathlib.Path(sys.argv[sys.argv.index("--out") + 1])
+(out / "data").mkdir(parents=True, exist_ok=True)
+shipped = pathlib.Path(__file__).parent / "base.bin"
+(out / "data" / "x.txt").write_text(shipped.read_text() if shipped.exists() else "made without it")
+'''
+
+
+def test_a_changed_file_the_maker_reads_makes_the_standins_anew(tmp_path: Path, monkeypatch) -> None:
+    """make_reads (e.g. shipped pretrained weights) is part of the stand-ins' cache name: a new
+    version of the file is not hidden behind stand-ins made from the old one."""
+    from grader import spec
+
+    exercise = tmp_path / "exercise"
+    exercise.mkdir()
+    (exercise / "make.py").write_text(READS_MAKER)
+    monkeypatch.setattr(spec, "DATA_CACHE", tmp_path / "cache")
+    data = spec.DataSpec(exercise, "data", "make.py", make_reads=("base.bin",))
+    (exercise / "base.bin").write_text("first")
+    first, _ = data.resolve()
+    assert (first / "x.txt").read_text() == "first"
+    (exercise / "base.bin").write_text("second")
+    second, _ = data.resolve()
+    assert second != first and (second / "x.txt").read_text() == "second"
+    (exercise / "base.bin").unlink()  # an install without it: the script's own fallback, in a folder of its own
+    third, _ = data.resolve()
+    assert third not in (first, second) and (third / "x.txt").read_text() == "made without it"

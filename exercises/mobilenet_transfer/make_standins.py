@@ -21,16 +21,25 @@ random base does not. Pretraining runs at a lower resolution to save time (Mobil
 not depend on the input size); the batch-norm statistics are then re-estimated at 160x160 on fresh
 pretraining images, as the course uses the base at 160x160 in inference mode.
 
-    python exercises/mobilenet_transfer/make_standins.py --out ROOT [--seed N] [--dataset-only]
+The pretraining's result ships beside this script (``pretrained_standin.npz``: the calibrated base's
+arrays and the K-way classifier, exactly as this script's pretraining wrote them, with this script's
+SHA-256 and the seed). It is used instead of pretraining again only when it records this very script
+and the seed asked for; an edited script pretrains (and tests/test_mobilenet_standins.py fails until
+the file is made again with --pretrain --save-pretrained).
 
-About 2.5 minutes on two CPU cores (the pretraining; --dataset-only takes seconds). Same seed, same
-JPEG bytes; the weights are as deterministic as TensorFlow's CPU kernels allow (op determinism is
-on; other CPUs may round differently). STANDINS_VERBOSE=1 logs progress to stderr.
+    python exercises/mobilenet_transfer/make_standins.py --out ROOT [--seed N] [--dataset-only]
+        [--pretrain] [--save-pretrained FILE]
+
+Seconds with the shipped base; about 2.5 minutes on two CPU cores when it pretrains (--pretrain, an
+edited script, another seed). Same seed, same JPEG bytes; the weights are as deterministic as
+TensorFlow's CPU kernels allow (op determinism is on; other CPUs may round differently).
+STANDINS_VERBOSE=1 logs progress to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -62,6 +71,8 @@ TOP_CLASSES = 1000
 UNUSED_CLASS_BIAS = -100.0
 NO_TOP_FILE = "without_top_mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5"
 WITH_TOP_FILE = "with_top_mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160.h5"
+# This script's pretraining result, shipped (see the module's docstring), and the arrays it holds.
+PRETRAINED_FILE = Path(__file__).resolve().with_name("pretrained_standin.npz")
 # Independent random streams: dataset images never share a stream with pretraining images.
 DATASET_STREAM, PRETRAIN_STREAM, CALIBRATION_STREAM = 1, 2, 3
 SUPERSAMPLE = 2  # figures are rasterised at 2x and box-filtered down: anti-aliased edges
@@ -275,7 +286,7 @@ def _layer_names(model: Any) -> set[str]:
     return {layer.name for layer in model.layers}
 
 
-def pretrain(tf: Any, seed: int) -> tuple[Any, Any]:
+def pretrain_classifier(tf: Any, seed: int) -> tuple[Any, Any]:
     """Train a MobileNetV2 + Dense(K) classifier from scratch on synthetic figures; return (model, base).
 
     Each epoch is one fit() over uint8 arrays in a fresh random order (the model casts them): no
@@ -342,10 +353,41 @@ def write_weights(tf: Any, base: Any, predictions: list[np.ndarray], out_dir: Pa
     return no_top_path, with_top_path
 
 
-def make_standins(root: Path | str, seed: int = 0, dataset_only: bool = False) -> dict[str, Any]:
+def script_digest() -> str:
+    """SHA-256 of this script's bytes: what a shipped pretraining result must record to be used."""
+    return hashlib.sha256(Path(__file__).resolve().read_bytes()).hexdigest()
+
+
+def save_pretrained(path: Path, base: Any, predictions: list[np.ndarray], seed: int) -> None:
+    """Write the calibrated base's arrays (in get_weights() order) and the classifier, exactly, with
+    this script's digest and the seed: a plain .npz, read back without pickle."""
+    arrays = {f"base_{i:03d}": np.asarray(w) for i, w in enumerate(base.get_weights())}
+    np.savez_compressed(path, **arrays, predictions_kernel=predictions[0], predictions_bias=predictions[1],
+                        maker_sha256=np.array(script_digest()), seed=np.array(seed, dtype=np.int64))
+
+
+def load_pretrained(tf: Any, path: Path, seed: int) -> tuple[Any, list[np.ndarray]] | None:
+    """(base at 160x160, classifier [kernel, bias]) from a shipped result, or None when there is none or
+    it was made by another version of this script or another seed (the caller then pretrains)."""
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as shipped:
+        if str(shipped["maker_sha256"]) != script_digest() or int(shipped["seed"]) != seed:
+            return None
+        weights = [shipped[name] for name in sorted(n for n in shipped.files if n.startswith("base_"))]
+        predictions = [shipped["predictions_kernel"], shipped["predictions_bias"]]
+    base = tf.keras.applications.MobileNetV2(input_shape=(IMG_SIZE, IMG_SIZE, 3), include_top=False, weights=None)
+    base.set_weights(weights)
+    return base, predictions
+
+
+def make_standins(root: Path | str, seed: int = 0, dataset_only: bool = False, pretrain: bool = False,
+                  save_to: Path | None = None, shipped: Path = PRETRAINED_FILE) -> dict[str, Any]:
     """Write ROOT/dataset and (unless dataset_only) ROOT/imagenet_base_model; return what was written.
 
-    The dataset comes first and needs no TensorFlow: its bytes depend on the seed alone.
+    The dataset comes first and needs no TensorFlow: its bytes depend on the seed alone. The base is
+    the shipped pretraining result when it is this script's for this seed (see load_pretrained),
+    unless pretrain is set; save_to writes the pretraining result for shipping.
     """
     root = Path(root)
     started = time.perf_counter()
@@ -355,12 +397,21 @@ def make_standins(root: Path | str, seed: int = 0, dataset_only: bool = False) -
         tf = _tensorflow()
         tf.keras.utils.set_random_seed(seed)
         tf.config.experimental.enable_op_determinism()
-        model, trained = pretrain(tf, seed)
-        base = base_at(tf, trained, IMG_SIZE)
-        calibration, _ = pretraining_images(CALIBRATION_IMAGES, IMG_SIZE, seed, (CALIBRATION_STREAM,))
-        calibrate_batch_norms(tf, base, calibration)
-        _log("batch-norm statistics estimated at 160x160")
-        predictions = model.get_layer("predictions").get_weights()
+        loaded = None if pretrain else load_pretrained(tf, shipped, seed)
+        if loaded is not None:
+            base, predictions = loaded
+            written["pretrained"] = "shipped"
+            _log(f"pretrained base read from {shipped.name}")
+        else:
+            model, trained = pretrain_classifier(tf, seed)
+            base = base_at(tf, trained, IMG_SIZE)
+            calibration, _ = pretraining_images(CALIBRATION_IMAGES, IMG_SIZE, seed, (CALIBRATION_STREAM,))
+            calibrate_batch_norms(tf, base, calibration)
+            _log("batch-norm statistics estimated at 160x160")
+            predictions = model.get_layer("predictions").get_weights()
+            written["pretrained"] = "made"
+        if save_to is not None:
+            save_pretrained(save_to, base, predictions, seed)
         written["no_top"], written["with_top"] = write_weights(tf, base, predictions, root / "imagenet_base_model")
     written["seconds"] = time.perf_counter() - started
     return written
@@ -371,10 +422,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="root folder: dataset/ and imagenet_base_model/ go here")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
     parser.add_argument("--dataset-only", action="store_true", help="write the images only (seconds, no TensorFlow)")
+    parser.add_argument("--pretrain", action="store_true",
+                        help=f"pretrain the base even when {PRETRAINED_FILE.name} is this script's (minutes)")
+    parser.add_argument("--save-pretrained", type=Path, metavar="FILE",
+                        help=f"also write the pretraining result to FILE (to ship as {PRETRAINED_FILE.name})")
     args = parser.parse_args(argv)
-    written = make_standins(args.out, args.seed, args.dataset_only)
-    print(f"{args.out}: {len(written['images'])} images" + ("" if args.dataset_only else ", 2 weights files")
-          + f" ({written['seconds']:.0f} s)")
+    if args.save_pretrained and args.dataset_only:
+        parser.error("--save-pretrained needs the weights: not with --dataset-only")
+    written = make_standins(args.out, args.seed, args.dataset_only, args.pretrain, args.save_pretrained)
+    weights = "" if args.dataset_only else f", 2 weights files (base {written['pretrained']})"
+    print(f"{args.out}: {len(written['images'])} images{weights} ({written['seconds']:.0f} s)")
     return 0
 
 
