@@ -318,9 +318,7 @@ for a, b in zip(base.get_weights(), reloaded.get_weights(), strict=True):
     np.testing.assert_array_equal(a, b)
 fresh = tf.keras.applications.MobileNetV2(input_shape=(160, 160, 3), include_top=False, weights=None)
 changed = sum(not np.array_equal(a, b) for a, b in zip(base.get_weights(), fresh.get_weights()))
-again = maker.make_standins(out / "again", shipped=saved)
-assert again["pretrained"] == "shipped", again
-full = tf.keras.applications.MobileNetV2(input_shape=(160, 160, 3), include_top=True, weights=str(again["with_top"]))
+full = tf.keras.applications.MobileNetV2(input_shape=(160, 160, 3), include_top=True, weights=str(written["with_top"]))
 np.testing.assert_array_equal(full.get_layer("predictions").get_weights()[0][:, :8], predictions[0])
 print("changed", changed)
 """
@@ -329,8 +327,8 @@ print("changed", changed)
 @pytest.mark.slow
 def test_pretraining_writes_the_result_that_is_shipped_and_read_back_exactly(tmp_path):
     """The script's own pretraining (on a tiny budget) saves what load_pretrained reads back, array
-    for array equal to the weights file it wrote; a second run from that file writes the same base
-    and classifier without pretraining."""
+    for array equal to the weights files it wrote (the base, and the classifier in the full
+    network's top). The path from a shipped file is what every test run's stand-ins take."""
     proc = subprocess.run([sys.executable, "-c", PRETRAIN_SMALL, str(SCRIPT.parent), str(tmp_path / "out"),
                            str(tmp_path / "saved.npz")], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
