@@ -6,10 +6,13 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: setup demo test test-fast clean sandbox-tools browser
 
+# pip's and setuptools' messages (warnings about the machine's package indexes, build notices)
+# go to $(VENV)/install.log, not the terminal: shown there only when the install fails.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	@echo "installing ConvGrade and its dependencies into $(VENV) (pip's messages: $(VENV)/install.log)"
+	@{ $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[test]'; } > $(VENV)/install.log 2>&1 \
+	  || { tail -n 30 $(VENV)/install.log; echo "the install failed: $(VENV)/install.log has pip's messages"; exit 1; }
 	touch $@
 
 # The kernel sandbox needs bubblewrap (and prlimit/setpriv from util-linux).
