@@ -199,6 +199,11 @@ class DataSpec:
         return cache
 
 
+def _leaves_folder(relative: str) -> bool:
+    """An absolute path, or one with a `..` part: it can name a file outside the folder it is read from."""
+    return Path(relative).is_absolute() or ".." in Path(relative).parts
+
+
 def _data_spec(root: Path, doc: dict[str, Any]) -> DataSpec:
     if "folder" not in doc:
         raise SpecError(f"{root}/spec.toml: [data] needs the folder's name (folder = \"...\")")
@@ -211,11 +216,11 @@ def _data_spec(root: Path, doc: dict[str, Any]) -> DataSpec:
     if not isinstance(make_reads, list) or not all(isinstance(n, str) for n in make_reads):
         raise SpecError(f"{root}/spec.toml: [data] make_reads must be a list of file names")
     for name in make_reads:
-        if Path(name).is_absolute() or ".." in Path(name).parts:
+        if _leaves_folder(name):
             raise SpecError(f"{root}/spec.toml: [data] make_reads names a file outside the exercise folder: {name}")
     for f in files:
         for place in f.place:
-            if Path(place.removeprefix("~/")).is_absolute() or ".." in Path(place).parts:
+            if _leaves_folder(place.removeprefix("~/")):
                 raise SpecError(f"{root}/spec.toml: data file {f.name} placed outside the kernel's folders: {place}")
     return DataSpec(root, str(doc["folder"]), doc.get("make"), files, tuple(make_reads))
 
