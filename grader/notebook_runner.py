@@ -64,14 +64,18 @@ NOTEBOOK_PATH = ("import os as _os, sys as _sys\n_os.environ.pop('PYTHONSAFEPATH
                  "if '' not in _sys.path:\n    _sys.path.insert(0, '')\ndel _os, _sys")
 
 
-def message_size(content: Any, buffers: list | None = None) -> int:
+def message_size(content: Any, buffers: list | None = None, limit: int | None = None) -> int:
     """About how many bytes a Jupyter message's content costs the grader to hold.
 
     Strings and buffers by their length, and every other node at least what a Python object
     of it costs (an empty list is 56 bytes): a message of millions of `[]` is not free.
+    With `limit`, the count stops as soon as it passes `limit` (the answer is then only known to
+    be more than `limit`): a budget need not walk all of a flood to refuse it.
     """
     total, stack = sum(len(b) for b in buffers or ()), [content]
     while stack:
+        if limit is not None and total > limit:
+            return total
         node = stack.pop()
         if isinstance(node, str | bytes | bytearray | memoryview):
             total += len(node) + 16
@@ -115,12 +119,16 @@ class _CappedClient(NotebookClient):
 
     def process_message(self, msg, cell, cell_index):  # type: ignore[override]
         if msg.get("msg_type") != "status":
-            if not self.budget.take(message_size(msg.get("content"), msg.get("buffers"))):
+            if self.budget.spent:  # dropped unread: a flood costs no more than receiving it
+                return None
+            size = message_size(msg.get("content"), msg.get("buffers"), limit=self.budget.left)
+            if not self.budget.take(size):
                 return None
         return super().process_message(msg, cell, cell_index)
 
     def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
-        size = message_size(list(outs)) + message_size(msg.get("content"))  # with the new output
+        held = message_size(list(outs), limit=MAX_CELL_OUTPUT_BYTES)
+        size = held + message_size(msg.get("content"), limit=MAX_CELL_OUTPUT_BYTES - held)  # with the new one
         if size > MAX_CELL_OUTPUT_BYTES:
             if not outs or outs[-1].get("name") != "convgrade":
                 outs.append(nbformat.v4.new_output("stream", name="convgrade", text="[output truncated]\n"))
