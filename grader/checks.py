@@ -8,6 +8,7 @@ and shrink a failure to a minimal one; that example, summarised, is the feedback
 
 from __future__ import annotations
 
+import collections
 import math
 import re
 import weakref
@@ -21,7 +22,7 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from .boundary import KernelFault, ProbeError, StudentException, Unsupported
+from .boundary import KerasInitializer, KernelFault, ProbeError, StudentException, Unsupported
 from .spec import Tolerance
 
 
@@ -479,6 +480,79 @@ def _same_answer(a: Any, b: Any) -> bool:
         return True
 
 
+# -- the reference's answers, by input ------------------------------------------------------------
+# A check keeps this many of the reference's answers to shrinking inputs (a class repeats its
+# mistakes: the same mistake shrinks along the same inputs), each at most MEMO_ANSWER_BYTES.
+MEMO_ENTRIES = 1024
+MEMO_INPUT_BYTES = MEMO_ANSWER_BYTES = 2**20
+
+
+def content_key(value: Any) -> tuple | None:
+    """A key equal for two inputs exactly when they are the same data: arrays by dtype, shape and
+    bytes; numbers by type and repr (0.0 and -0.0 differ, True and 1 differ); strings, None;
+    tuples, lists and dicts of those; initializers by class and config. None for anything else
+    (or arrays of over MEMO_INPUT_BYTES in all): such an input is not remembered."""
+    budget = [MEMO_INPUT_BYTES]
+
+    def key(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            if v.dtype.hasobject:
+                raise TypeError
+            budget[0] -= v.nbytes
+            if budget[0] < 0:
+                raise TypeError
+            return ("ndarray", v.dtype.str, v.shape, v.tobytes())
+        if isinstance(v, np.generic):
+            return ("generic", v.dtype.str, v.tobytes())
+        if v is None or isinstance(v, bool | int | float | str):
+            return (type(v).__name__, repr(v))
+        if isinstance(v, tuple | list):
+            return (type(v).__name__, tuple(key(x) for x in v))
+        if isinstance(v, dict):
+            if not all(isinstance(k, str) for k in v):
+                raise TypeError
+            return ("dict", tuple((k, key(v[k])) for k in sorted(v)))
+        if isinstance(v, KerasInitializer):
+            return ("initializer", v.class_name, key(v.config))
+        raise TypeError
+
+    try:
+        return key(value)
+    except TypeError:
+        return None
+
+
+def _answer_bytes(value: Any) -> int:
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, tuple | list):
+        return sum(_answer_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_answer_bytes(v) for v in value.values())
+    return 64
+
+
+def remembered(reference: Callable[..., Any]) -> Callable[[Case], Any]:
+    """`reference` asked by Case, its answers remembered by the case's content (content_key): the
+    reference is trusted and deterministic, so a case asked again (by the next submission that
+    shrinks the same mistake) gets a copy of the answer it gave, not a second computation. An
+    answer it raised is not remembered."""
+    memo: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
+
+    def answer(case: Case) -> Any:
+        key = content_key((case.args, dict(case.kwargs)))
+        if key is not None and key in memo:
+            memo.move_to_end(key)
+            return _copy(memo[key])
+        value = reference(*_copy(case.args), **_copy(dict(case.kwargs)))
+        if key is not None and _answer_bytes(value) <= MEMO_ANSWER_BYTES:
+            memo[key] = _copy(value)
+            if len(memo) > MEMO_ENTRIES:
+                memo.popitem(last=False)
+        return value
+    return answer
+
+
 # -- check builders ---------------------------------------------------------------------------
 def agrees_with_reference(function: str, reference: Callable[..., Any],
                           cases: st.SearchStrategy[Case] | tuple[Case, ...], *,
@@ -498,6 +572,7 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
     # with the reference's answers, and reused for the next submission's batch.
     drawn_memo: dict[int, list[Case]] = {}
     expected_memo: dict[int, Any] = {}
+    reference_of = remembered(reference)   # shrinking's inputs
 
     def expected_of(case: Case) -> Any:
         if id(case) not in expected_memo:
@@ -509,7 +584,7 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
             got: Any = _NO_ANSWER
             try:
                 got = call_student(student, function, case, through)
-                expected = reference(*_copy(case.args), **_copy(dict(case.kwargs)))
+                expected = reference_of(case)
                 compare_named(pick(got), pick(expected), output, ctx.tolerance, hints)
             except KernelFault as fault:
                 raise KernelFault(f"{fault.cause}, on input:\n{case.describe()}") from None
