@@ -79,6 +79,8 @@ def message_size(content: Any, buffers: list | None = None, limit: int | None = 
         node = stack.pop()
         if isinstance(node, str | bytes | bytearray | memoryview):
             total += len(node) + 16
+        elif isinstance(node, int):   # JSON's integers have up to 4300 digits
+            total += 16 + node.bit_length() // 8
         elif isinstance(node, dict):
             total += 64
             stack += node.keys()
@@ -107,33 +109,79 @@ class OutputBudget:
         return self.left < 0
 
 
+# What an output holds beyond its message's content (its output_type, ...), counted with it.
+OUTPUT_OVERHEAD = 128
+
+
+def _prompt_number(value: Any) -> bool:
+    """Whether `value` is an execution count a cell may keep (None, or a small whole number)."""
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31)
+
+
 class _CappedClient(NotebookClient):
     """nbclient with caps on what the kernel's messages may make it hold.
 
-    Per cell: the outputs stored for one cell. Per session (`budget`): every iopub message
-    but status (streams, display data and updates, comm messages, results) is counted, and
-    once the budget is spent, dropped unprocessed. Widget state is not kept at all.
+    Per cell: the outputs stored for one cell (MAX_CELL_OUTPUT_BYTES, counted as the outputs
+    arrive, each with OUTPUT_OVERHEAD; past it, one "[output truncated]" marker). Per session
+    (`budget`): every iopub message but status (streams, display data and updates, comm
+    messages, results) is counted, and once the budget is spent, dropped unread. Nothing else
+    of a message is kept: an execution count that is not a small number (from any message,
+    status included) is stored as None, display updates are not applied (they would rewrite
+    outputs already stored, in any cell, past both caps; the grader reads no output), and
+    widget state is not kept at all.
     """
 
     budget: OutputBudget
+    _held_outs: list | None = None   # the outputs list last counted, its length then, and its size
+    _held_length: int = -1
+    _held_size: int = 0
 
     def process_message(self, msg, cell, cell_index):  # type: ignore[override]
+        content = msg.get("content")
+        if isinstance(content, dict) and not _prompt_number(content.get("execution_count")):
+            content["execution_count"] = None
         if msg.get("msg_type") != "status":
             if self.budget.spent:  # dropped unread: a flood costs no more than receiving it
                 return None
-            size = message_size(msg.get("content"), msg.get("buffers"), limit=self.budget.left)
+            size = message_size(content, msg.get("buffers"), limit=self.budget.left)
             if not self.budget.take(size):
                 return None
         return super().process_message(msg, cell, cell_index)
 
+    def _update_display_id(self, display_id, msg):  # type: ignore[override]
+        return None
+
+    def _held(self, outs: list) -> int:
+        """The size of the outputs in `outs` (known since the last output, or counted up to the cap)."""
+        if self._held_outs is outs and self._held_length == len(outs):
+            return self._held_size
+        return message_size(list(outs), limit=MAX_CELL_OUTPUT_BYTES)
+
+    def _remember(self, outs: list, size: int) -> None:
+        self._held_outs, self._held_length, self._held_size = outs, len(outs), size
+
     def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
-        held = message_size(list(outs), limit=MAX_CELL_OUTPUT_BYTES)
-        size = held + message_size(msg.get("content"), limit=MAX_CELL_OUTPUT_BYTES - held)  # with the new one
+        clearing = getattr(self, "clear_before_next_output", False)  # (set by nbclient as a cell starts)
+        held = 0 if clearing else self._held(outs)   # a clear waiting: the outputs go first
+        left = MAX_CELL_OUTPUT_BYTES - held - OUTPUT_OVERHEAD
+        size = held + OUTPUT_OVERHEAD + (message_size(msg.get("content"), limit=left) if left >= 0 else 0)
         if size > MAX_CELL_OUTPUT_BYTES:
+            if clearing:  # the clear the kernel asked for, then the marker
+                outs[:] = []
+                self.clear_display_id_mapping(cell_index)
+                self.clear_before_next_output = False
             if not outs or outs[-1].get("name") != "convgrade":
-                outs.append(nbformat.v4.new_output("stream", name="convgrade", text="[output truncated]\n"))
+                marker = nbformat.v4.new_output("stream", name="convgrade", text="[output truncated]\n")
+                outs.append(marker)
+                held += message_size(marker)
+            self._remember(outs, held)
             return None
-        return super().output(outs, msg, display_id, cell_index)
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is not None and outs and outs[-1] is out:
+            self._remember(outs, size)
+        else:
+            self._held_outs = None
+        return out
 
 
 def _bound_messages(context: Any) -> None:
