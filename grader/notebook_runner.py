@@ -29,8 +29,10 @@ from .spec import Limits
 
 TIMEOUT_ENAME = "CellTimeoutError"
 MAX_CELL_OUTPUT_BYTES = 256 * 1024
-# Jupyter messages: the largest one the grader accepts (a larger one drops its connection) and
-# how many may wait unread on a socket: what the kernel can make the grader hold at once.
+# Jupyter messages: the largest part of one the grader accepts (a larger one drops its
+# connection) and how many may wait unread on a socket. Not a bound on what the kernel can make
+# the grader hold: ZeroMQ limits each part of a message, not their number (README, "Security
+# model": open).
 MAX_MESSAGE_BYTES = 8 << 20
 MAX_QUEUED_MESSAGES = 32
 # Before a call, iopub messages left from earlier work are dropped: at most this many, for at
