@@ -532,7 +532,7 @@ def _answer_bytes(value: Any) -> int:
     return 64
 
 
-def remembered(reference: Callable[..., Any]) -> Callable[[Case], Any]:
+def reference_by_input(reference: Callable[..., Any]) -> Callable[[Case], Any]:
     """`reference` asked by Case, its answers remembered by the case's content (content_key): the
     reference is trusted and deterministic, so a case asked again (by the next submission that
     shrinks the same mistake) gets a copy of the answer it gave, not a second computation. An
@@ -572,7 +572,7 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
     # with the reference's answers, and reused for the next submission's batch.
     drawn_memo: dict[int, list[Case]] = {}
     expected_memo: dict[int, Any] = {}
-    reference_of = remembered(reference)   # shrinking's inputs
+    reference_of = reference_by_input(reference)   # shrinking's inputs
 
     def expected_of(case: Case) -> Any:
         if id(case) not in expected_memo:

@@ -79,3 +79,25 @@ def test_imports_are_read_in_every_form(tmp_path: Path, source: str, expected: s
     folder.mkdir()
     (folder / "checks.py").write_text(source)
     assert imported_modules(folder / "checks.py", tmp_path) == expected
+
+
+SOURCE_FILES = sorted([*(ROOT / "grader").rglob("*.py"), *(ROOT / "reference").glob("*.py"),
+                       *(ROOT / "exercises").glob("*/*.py"), ROOT / "grade.py"])
+
+
+def redefined(path: Path) -> list[str]:
+    """Names a module defines twice at its top level with def or class: the second silently
+    replaces the first for every caller (one did: a new checks.remembered replaced the one
+    keras_checks imports, and every ResNet50 model check errored)."""
+    seen: dict[str, int] = {}
+    twice = []
+    for node in ast.parse(path.read_text(encoding="utf-8"), str(path)).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if node.name in seen:
+                twice.append(f"{path.relative_to(ROOT)}: {node.name} (lines {seen[node.name]} and {node.lineno})")
+            seen[node.name] = node.lineno
+    return twice
+
+
+def test_no_module_defines_a_function_or_class_twice():
+    assert SOURCE_FILES and [t for p in SOURCE_FILES for t in redefined(p)] == []

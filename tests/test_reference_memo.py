@@ -1,4 +1,4 @@
-"""The reference's answers remembered by input (checks.remembered, content_key): a class that
+"""The reference's answers remembered by input (checks.reference_by_input, content_key): a class that
 repeats a mistake shrinks along the same inputs, and the reference answers each of them once."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from grader import checks
 from grader.boundary import KerasInitializer
-from grader.checks import Case, Context, agrees_with_reference, content_key, remembered, small_arrays
+from grader.checks import Case, Context, agrees_with_reference, content_key, reference_by_input, small_arrays
 from grader.spec import Tolerance
 
 
@@ -63,7 +63,7 @@ def counting_reference() -> tuple[list, Any]:
 
 def test_an_input_asked_again_is_answered_from_memory_with_a_copy():
     asked, reference = counting_reference()
-    answer = remembered(reference)
+    answer = reference_by_input(reference)
     x = np.array([1.0, 2.0])
     first = answer(Case((x,), {"s": 3}))
     first[0] = 99.0                      # the caller's copy, not the remembered one
@@ -75,7 +75,7 @@ def test_an_input_asked_again_is_answered_from_memory_with_a_copy():
 
 def test_an_answer_the_reference_raised_is_asked_again():
     asked, reference = counting_reference()
-    answer = remembered(reference)
+    answer = reference_by_input(reference)
     for _ in range(2):
         with pytest.raises(ValueError):
             answer(Case((np.ones(1),), {"s": -1}))
@@ -85,7 +85,7 @@ def test_an_answer_the_reference_raised_is_asked_again():
 def test_only_the_latest_inputs_are_kept(monkeypatch):
     monkeypatch.setattr(checks, "MEMO_ENTRIES", 2)
     asked, reference = counting_reference()
-    answer = remembered(reference)
+    answer = reference_by_input(reference)
     for v in (1.0, 2.0, 3.0, 1.0):
         answer(Case((np.array([v]),)))
     assert len(asked) == 4   # 1.0 had been dropped for 3.0
