@@ -234,3 +234,47 @@ def test_bwrap_is_refused_clearly_when_missing(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install bubblewrap"):
         sandbox.check_available("bwrap")
+
+
+MANY_PARTS = '''
+import time, zmq
+_k = get_ipython().kernel
+_part = zmq.Frame(b"x" * ((8 << 20) - 4096))   # under the grader's limit for one part; sent without copies
+def _send():
+    for _ in range(2):
+        _k.iopub_thread.socket.send_multipart([b"stream", b"<IDS|MSG>", b"0", b"{}", b"{}", b"{}", b"{}"]
+                                               + [_part] * 60, copy=False)
+_k.iopub_thread.schedule(_send)
+time.sleep(4)
+'''
+
+
+def resident_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.xfail(strict=True, reason="open (README, Security model): ZeroMQ limits each part of a message, "
+                                       "not their number, so one message of many parts is held whole")
+def test_a_message_of_many_parts_cannot_make_the_grader_hold_it(exercise, tmp_path):
+    """The kernel sends two messages of 60 parts of 8 MB each (one part, sent 60 times without
+    copies: it costs the kernel 8 MB). What the grader's process holds meanwhile stays within what
+    its limits promise: 32 unread messages of 8 MB (MAX_QUEUED_MESSAGES x MAX_MESSAGE_BYTES)."""
+    from grader.notebook_runner import MAX_MESSAGE_BYTES, MAX_QUEUED_MESSAGES
+
+    submission = with_cells(tmp_path, MANY_PARTS)
+    peak, stop = [resident_mb()], threading.Event()
+    baseline = peak[0]
+
+    def sample():
+        while not stop.wait(0.02):
+            peak[0] = max(peak[0], resident_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        grade_submission(submission, exercise, sandbox="bwrap")
+    finally:
+        stop.set()
+        sampler.join()
+    promised = MAX_MESSAGE_BYTES * MAX_QUEUED_MESSAGES / 2**20
+    assert peak[0] - baseline < promised, f"the grader's process grew by {peak[0] - baseline:.0f} MB"
