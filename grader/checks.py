@@ -22,7 +22,8 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from .boundary import KerasInitializer, KernelFault, ProbeError, StudentException, Unsupported
+from .boundary import KernelFault, ProbeError, StudentException, Unsupported
+from .examples_cache import Uncacheable, encode_examples
 from .spec import Tolerance
 
 
@@ -482,44 +483,21 @@ def _same_answer(a: Any, b: Any) -> bool:
 
 # -- the reference's answers, by input ------------------------------------------------------------
 # A check keeps this many of the reference's answers to shrinking inputs (a class repeats its
-# mistakes: the same mistake shrinks along the same inputs), each at most MEMO_ANSWER_BYTES.
+# mistakes: the same mistake shrinks along the same inputs), each input and answer at most 1 MB.
 MEMO_ENTRIES = 1024
 MEMO_INPUT_BYTES = MEMO_ANSWER_BYTES = 2**20
 
 
-def content_key(value: Any) -> tuple | None:
-    """A key equal for two inputs exactly when they are the same data: arrays by dtype, shape and
-    bytes; numbers by type and repr (0.0 and -0.0 differ, True and 1 differ); strings, None;
-    tuples, lists and dicts of those; initializers by class and config. None for anything else
-    (or arrays of over MEMO_INPUT_BYTES in all): such an input is not remembered."""
-    budget = [MEMO_INPUT_BYTES]
-
-    def key(v: Any) -> Any:
-        if isinstance(v, np.ndarray):
-            if v.dtype.hasobject:
-                raise TypeError
-            budget[0] -= v.nbytes
-            if budget[0] < 0:
-                raise TypeError
-            return ("ndarray", v.dtype.str, v.shape, v.tobytes())
-        if isinstance(v, np.generic):
-            return ("generic", v.dtype.str, v.tobytes())
-        if v is None or isinstance(v, bool | int | float | str):
-            return (type(v).__name__, repr(v))
-        if isinstance(v, tuple | list):
-            return (type(v).__name__, tuple(key(x) for x in v))
-        if isinstance(v, dict):
-            if not all(isinstance(k, str) for k in v):
-                raise TypeError
-            return ("dict", tuple((k, key(v[k])) for k in sorted(v)))
-        if isinstance(v, KerasInitializer):
-            return ("initializer", v.class_name, key(v.config))
-        raise TypeError
-
+def content_key(case: Case) -> bytes | None:
+    """A key equal for two cases exactly when they hold the same data: the examples cache's
+    codec (examples_cache.encode_examples: each value tagged with its type, arrays by dtype, shape
+    and bytes, so 0.0 and -0.0, True and 1, a tuple and a list differ). None for a case the codec
+    does not write, or one over MEMO_INPUT_BYTES: it is not remembered."""
     try:
-        return key(value)
-    except TypeError:
+        data = encode_examples([case])
+    except Uncacheable:
         return None
+    return data if len(data) <= MEMO_INPUT_BYTES else None
 
 
 def _answer_bytes(value: Any) -> int:
@@ -537,10 +515,10 @@ def reference_by_input(reference: Callable[..., Any]) -> Callable[[Case], Any]:
     reference is trusted and deterministic, so a case asked again (by the next submission that
     shrinks the same mistake) gets a copy of the answer it gave, not a second computation. An
     answer it raised is not remembered."""
-    memo: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
+    memo: collections.OrderedDict[bytes, Any] = collections.OrderedDict()
 
     def answer(case: Case) -> Any:
-        key = content_key((case.args, dict(case.kwargs)))
+        key = content_key(case)
         if key is not None and key in memo:
             memo.move_to_end(key)
             return _copy(memo[key])
