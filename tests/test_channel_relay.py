@@ -1,0 +1,123 @@
+"""grader/channel_relay.py: ZeroMQ over the byte-capped relay, without a kernel (sockets of this
+process stand for the kernel's and the grader's)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from grader.channel_relay import ChannelRelay
+
+
+def resident_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.fixture
+def context():
+    ctx = zmq.Context()
+    ctx.setsockopt(zmq.MAXMSGSIZE, 8 << 20)
+    ctx.setsockopt(zmq.LINGER, 0)
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    short = Path(f"/tmp/relay-{os.getpid()}-{time.monotonic_ns() % 10**6}")   # unix socket paths are short
+    short.mkdir()
+    yield short
+    for p in short.iterdir():
+        p.unlink()
+    short.rmdir()
+
+
+def pub_sub(context, folder: Path, relay: ChannelRelay, name: str = "iopub"):
+    kernel = context.socket(zmq.PUB)
+    kernel.bind(f"ipc://{folder}/kernel-{name}")
+    grader = context.socket(zmq.SUB)
+    grader.setsockopt(zmq.SUBSCRIBE, b"")
+    grader.connect(f"ipc://{relay.add(name, folder / f'kernel-{name}')}")
+    time.sleep(0.3)   # the subscription reaches the kernel's side
+    return kernel, grader
+
+
+def received(sock: zmq.Socket, seconds: float = 1.0) -> list[list[bytes]]:
+    got = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if sock.poll(int(left * 1000)):
+            got.append(sock.recv_multipart())
+    return got
+
+
+def test_messages_cross_the_relay_both_ways(context, folder):
+    with ChannelRelay(folder, {"iopub": 1 << 20, "shell": 1 << 20}) as relay:
+        kernel, grader = pub_sub(context, folder, relay)
+        for i in range(50):
+            kernel.send_multipart([b"stream", str(i).encode()])
+        assert [m[1] for m in received(grader)] == [str(i).encode() for i in range(50)]
+        shell_kernel = context.socket(zmq.ROUTER)
+        shell_kernel.bind(f"ipc://{folder}/kernel-shell")
+        shell_grader = context.socket(zmq.DEALER)
+        shell_grader.connect(f"ipc://{relay.add('shell', folder / 'kernel-shell')}")
+        shell_grader.send_multipart([b"execute_request"])
+        assert shell_kernel.poll(2000)
+        identity, request = shell_kernel.recv_multipart()
+        shell_kernel.send_multipart([identity, b"execute_reply"])
+        assert shell_grader.poll(2000) and shell_grader.recv_multipart() == [b"execute_reply"]
+        assert relay.exceeded == set() and 0 < relay.sent["shell"] < 1000
+        for s in (kernel, grader, shell_kernel, shell_grader):
+            s.close()
+
+
+def test_a_message_of_many_parts_past_the_cap_is_cut_before_the_grader_holds_it(context, folder):
+    cap = 16 << 20
+    with ChannelRelay(folder, {"iopub": cap}) as relay:
+        kernel, grader = pub_sub(context, folder, relay)
+        kernel.send_multipart([b"ok"])
+        assert received(grader, 0.5) == [[b"ok"]]
+        before = resident_mb()
+        part = zmq.Frame(b"x" * ((8 << 20) - 4096))
+        for _ in range(2):
+            kernel.send_multipart([b"flood"] + [part] * 60, copy=False)   # 2 x 480 MB
+        time.sleep(2)
+        grown = resident_mb() - before
+        kernel.send_multipart([b"after"])
+        assert received(grader, 1.0) == []            # cut: nothing more on this channel
+        assert relay.exceeded == {"iopub"} and grown < 2 * cap / 2**20, f"grew by {grown:.0f} MB"
+        kernel.close()
+        grader.close()
+
+
+def test_the_count_goes_on_across_kernel_starts(context, folder):
+    with ChannelRelay(folder, {"iopub": 3000}) as relay:
+        kernel, grader = pub_sub(context, folder, relay)
+        kernel.send_multipart([b"a" * 2000])
+        assert len(received(grader, 0.5)) == 1
+        kernel.close()
+        os.unlink(folder / "kernel-iopub")
+        restarted = context.socket(zmq.PUB)           # the next start binds anew; the grader reconnects
+        restarted.bind(f"ipc://{folder}/kernel-iopub2")
+        relay.add("iopub", folder / "kernel-iopub2")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:            # until the grader's side is connected again
+            restarted.send_multipart([b"?"])
+            if received(grader, 0.2):
+                break
+        assert relay.exceeded == set()
+        restarted.send_multipart([b"b" * 2000])       # over 4000 bytes in all: past 3000
+        assert received(grader, 1.0) == [] and relay.exceeded == {"iopub"}
+        restarted.close()
+        grader.close()
+
+
+def test_a_channel_without_a_cap_is_refused(folder):
+    relay = ChannelRelay(folder, {"iopub": 1})
+    with pytest.raises(ValueError, match="no cap for channel 'shell'"):
+        relay.add("shell", folder / "x")
+    relay.close()
