@@ -8,9 +8,11 @@ kernel sends on a channel is counted, and past the channel's cap (for the whole 
 reconnections) the relay closes that channel's connections and refuses new ones. What the kernel
 can make the grader's process hold is then at most the sum of the caps.
 
-Not wired in yet (work in progress): NotebookRunner would start one per session, add the
-channels of each kernel start, and point the kernel client (and the kernel manager's control
-socket) at `listen_path(name)`.
+The sandbox (sandbox.py) owns one relay per session: at each kernel start, once the kernel's
+sockets are checked (`Sandbox.seal`), it adds each channel; the kernel manager's control socket
+and the kernel client connect to the relay's paths instead of the kernel's. When a channel passes
+its cap, `on_exceeded(channel)` is called (from the relay's thread): the sandbox kills the kernel,
+and the session is over (the channel stays refused).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import selectors
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,45 +41,89 @@ class _Pipe:
 
 
 class ChannelRelay:
-    """Relays connections on `<folder>/<name>` to the kernel's socket of each channel added."""
+    """Relays connections on each channel's listening path to the kernel's socket of that channel."""
 
-    def __init__(self, folder: Path, caps: Mapping[str, int]):
-        self.folder = folder
+    def __init__(self, caps: Mapping[str, int], on_exceeded: Callable[[str], None] | None = None):
+        self.on_exceeded = on_exceeded
         self.caps = dict(caps)                       # channel -> bytes the kernel may send in all
         self.sent: dict[str, int] = {name: 0 for name in caps}
         self.exceeded: set[str] = set()
-        self._kernel_paths: dict[str, Path] = {}
-        self._listeners: dict[socket.socket, str] = {}
+        self._kernel_sockets: dict[str, int] = {}   # channel -> O_PATH descriptor of the kernel's socket
+        self._listeners: dict[socket.socket, tuple[str, Path]] = {}
+        self._actions: list[tuple[Callable[[], None], threading.Event]] = []
         self._pipes: list[_Pipe] = []
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_w.setblocking(False)          # a full wake-up pipe already wakes the loop
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._lock = threading.Lock()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="channel-relay", daemon=True)
 
     # -- set-up ---------------------------------------------------------------------------------
-    def listen_path(self, name: str) -> Path:
-        return self.folder / name
-
-    def add(self, name: str, kernel_path: Path) -> Path:
-        """Relay channel `name` (one of the caps) to the kernel's socket at `kernel_path`; the path
-        the grader connects to instead. A channel added again (the next kernel start) is relayed to
-        its new socket; its count goes on."""
+    def add(self, name: str, kernel_socket: int, listen_path: Path) -> Path:
+        """Relay channel `name` (one of the caps) from a new unix socket at `listen_path` (which must
+        not exist: a folder only the grader can write) to the kernel's socket, given as an O_PATH
+        descriptor of its file (the relay owns it from now on). Connections go to that very socket,
+        whatever its path holds later: the kernel cannot swap it for a link. Returns `listen_path`.
+        The count of a channel goes on across kernel starts."""
         if name not in self.caps:
+            os.close(kernel_socket)
             raise ValueError(f"no cap for channel {name!r}")
-        with self._lock:
-            self._kernel_paths[name] = kernel_path
-            if name in self._listeners.values():
-                return self.listen_path(name)
-            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            listener.bind(str(self.listen_path(name)))
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(listen_path))
             listener.listen(8)
             listener.setblocking(False)
-            self._listeners[listener] = name
-        self._selector.register(listener, selectors.EVENT_READ, ("listen", name))
+        except OSError:
+            listener.close()
+            os.close(kernel_socket)
+            raise
+
+        def install() -> None:
+            old = self._kernel_sockets.pop(name, None)
+            self._kernel_sockets[name] = kernel_socket
+            self._listeners[listener] = (name, listen_path)
+            self._selector.register(listener, selectors.EVENT_READ, ("listen", name))
+            if old is not None:
+                os.close(old)
+
+        self._call(install)
+        return listen_path
+
+    def drop_listeners(self) -> None:
+        """The end of a kernel start: close every listener (its path removed) and connection."""
+        self._call(self._drop_all)
+
+    def _drop_all(self) -> None:
+        for pipe in list(self._pipes):
+            self._drop(pipe)
+        listeners, self._listeners = self._listeners, {}
+        kernel_sockets, self._kernel_sockets = self._kernel_sockets, {}
+        for fd in kernel_sockets.values():
+            os.close(fd)
+        for listener, (_, path) in listeners.items():
+            try:
+                self._selector.unregister(listener)
+            except (KeyError, ValueError):
+                pass
+            listener.close()
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _call(self, action: Callable[[], None]) -> None:
+        """Run `action` on the relay's thread (at once if it is not running) and wait for it: the
+        relay's sockets, descriptors and selector are only ever touched by one thread."""
+        if not self._thread.is_alive() or threading.current_thread() is self._thread:
+            action()
+            return
+        done = threading.Event()
+        with self._lock:
+            self._actions.append((action, done))
         self._wake()
-        return self.listen_path(name)
+        done.wait(timeout=10)
 
     def start(self) -> "ChannelRelay":
         self._thread.start()
@@ -88,14 +134,7 @@ class ChannelRelay:
         self._wake()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
-        for pipe in list(self._pipes):
-            self._drop(pipe)
-        for listener in list(self._listeners):
-            listener.close()
-            try:
-                os.unlink(self.listen_path(self._listeners[listener]))
-            except OSError:
-                pass
+        self._drop_all()
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -118,10 +157,26 @@ class ChannelRelay:
             for key, events in self._selector.select(timeout=1.0):
                 if key.data is None:
                     self._wake_r.recv(4096)
-                elif key.data[0] == "listen":
-                    self._accept(key.fileobj, key.data[1])
-                else:
-                    self._pump(key.data[1], events)
+                    self._run_actions()
+                    continue
+                try:
+                    if key.data[0] == "listen":
+                        self._accept(key.fileobj, key.data[1])
+                    else:
+                        self._pump(key.data[1], events)
+                except Exception:        # never lose the thread: the connection goes, the relay stays
+                    if key.data[0] == "pipe":
+                        self._close_connection(key.data[1][0])
+        self._run_actions()
+
+    def _run_actions(self) -> None:
+        with self._lock:
+            actions, self._actions = self._actions, []
+        for action, done in actions:
+            try:
+                action()
+            finally:
+                done.set()
 
     def _accept(self, listener: socket.socket, name: str) -> None:
         try:
@@ -133,14 +188,13 @@ class ChannelRelay:
             return
         kernel_side = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            kernel_side.settimeout(2.0)
-            kernel_side.connect(str(self._kernel_paths[name]))
-        except OSError:
+            kernel_side.setblocking(False)   # a full backlog fails at once (the grader's side retries)
+            kernel_side.connect(f"/proc/self/fd/{self._kernel_sockets[name]}")
+        except (OSError, KeyError):
             grader_side.close()
             kernel_side.close()
             return
-        for s in (grader_side, kernel_side):
-            s.setblocking(False)
+        grader_side.setblocking(False)
         to_grader = _Pipe(kernel_side, grader_side, name, from_kernel=True)
         to_kernel = _Pipe(grader_side, kernel_side, name, from_kernel=False)
         self._pipes += [to_grader, to_kernel]
@@ -167,6 +221,11 @@ class ChannelRelay:
                     if self.sent[reading.channel] > self.caps[reading.channel]:
                         self.exceeded.add(reading.channel)
                         self._close_channel(reading.channel)
+                        if self.on_exceeded is not None:
+                            try:
+                                self.on_exceeded(reading.channel)
+                            except Exception:
+                                pass
                         return
                 reading.pending += data
                 self._flush(reading)

@@ -30,9 +30,9 @@ from .spec import Limits
 TIMEOUT_ENAME = "CellTimeoutError"
 MAX_CELL_OUTPUT_BYTES = 256 * 1024
 # Jupyter messages: the largest part of one the grader accepts (a larger one drops its
-# connection) and how many may wait unread on a socket. Not a bound on what the kernel can make
-# the grader hold: ZeroMQ limits each part of a message, not their number (README, "Security
-# model": open).
+# connection) and how many may wait unread on a socket. ZeroMQ limits each part of a message, not
+# their number: what the kernel can make the grader hold is bounded by the sandbox's channel relay
+# (sandbox.channel_caps), which these only tighten.
 MAX_MESSAGE_BYTES = 8 << 20
 MAX_QUEUED_MESSAGES = 32
 # Before a call, iopub messages left from earlier work are dropped: at most this many, for at
@@ -282,7 +282,8 @@ class NotebookRunner:
         """
         self.stop()
         self.restarts += 1
-        if self.sandbox.disk_exceeded:  # its files are still there: a new kernel would not help
+        # Its files are still there, or its channels are refused: a new kernel would not help.
+        if self.sandbox.disk_exceeded or self.sandbox.messages_exceeded:
             self._gone = cause
             raise KernelFault(self._gone)
         if self.restarts > self.limits.max_restarts:
@@ -376,7 +377,8 @@ class NotebookRunner:
                 self._restart(record.fatal)
                 continue
             record.error = self._last_error
-            if self.sandbox.disk_over():  # wrote past the limit within the watchdog's last interval
+            # wrote past the disk limit within the watchdog's last interval, or sent past a channel's cap
+            if self.sandbox.disk_over() or self.sandbox.messages_exceeded:
                 record.fatal = f"the kernel died while running this cell ({self._death_cause()})"
                 run.cells.append(record)
                 self._restart(record.fatal)
@@ -391,7 +393,7 @@ class NotebookRunner:
                 # before its error. Cells that killed the kernel or timed out are not replayed.
                 self._clean_cells.append(index)
             run.cells.append(record)
-        if self.output.spent:
+        if self.output.spent or self.sandbox.output_cut:
             run.notes.append(f"the notebook's output passed the output limit ({self.limits.output_mb:g} MB for the "
                              "whole session): the rest was dropped")
         return run
@@ -410,6 +412,9 @@ class NotebookRunner:
         code = proc.poll() if proc is not None else None
         if self.sandbox.disk_exceeded:
             return f"killed: the submission's files passed the disk limit ({self.limits.disk_mb} MB)"
+        if self.sandbox.messages_exceeded:
+            return (f"killed: it sent the grader more than its {self.sandbox.messages_exceeded} channel allows "
+                    f"for a session (the output limit is {self.limits.output_mb:g} MB)")
         if code is None:
             return "cause unknown"
         if self.sandbox.memory_killed():

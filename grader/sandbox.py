@@ -18,14 +18,22 @@ never in the folder that holds them:
       home/              the kernel's $HOME (read-write; data files read-only on top)
       exchange/          call folders (read-write)
       ipc-N/             the Jupyter connection file and sockets of the N-th kernel start
-                         (in a short folder of /tmp instead when the scratch path is long:
-                         socket paths are limited to 108 bytes)
+      relay/             the grader's side of the channel relay (channel_relay.py): the grader's
+                         sockets connect here, never to the kernel's own
+                         (ipc-N and relay in a short folder of /tmp instead when the scratch path
+                         is long: socket paths are limited to 108 bytes)
 
 Everything the sandbox is built from (mounts, ownership, the log) is decided once by
 `Sandbox(...)`, before the student's code first runs, and reused verbatim on every
 restart: nothing the kernel wrote is listed, followed or chowned afterwards. Each start
 gets a fresh ipc-N folder that the grader makes, so a kernel cannot leave anything there
 for the next one.
+
+What the kernel sends the grader over Jupyter's channels passes a byte-capped relay that
+connects to the very sockets `seal` checked (by descriptor, not by path): ZeroMQ bounds each part
+of a message but not their number, and the relay's caps (`channel_caps`, for the whole session)
+bound what the kernel can make the grader's process hold. Past its cap a channel is refused for
+the rest of the session; for any but the outputs (iopub) the kernel is killed and the session over.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from typing import Any, IO
 from jupyter_client.manager import AsyncKernelManager
 
 from . import cgroups, seccomp
+from .channel_relay import ChannelRelay
 from .scratch import remove_tree, usage
 from .spec import Limits
 
@@ -55,6 +64,7 @@ NOBODY = 65534
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 RESERVE_BYTES = 32 << 20  # room kept for the grader's own writes in the scratch folder
 DISK_POLL_SECONDS = 0.5   # the disk watchdog's interval, where the scratch is not a tmpfs of its own
+CHANNEL_SLACK = 4 << 20   # beside the output limit: headers, signatures, status and reply messages
 
 UNPROTECTED = ("--sandbox none: the student's code runs as you, with your files, your network and your "
                "environment; only memory, file size, open files and CPU time are limited. Use it only "
@@ -100,17 +110,41 @@ def rlimit_args(limits: Limits, *, processes: bool, cpu: bool = True) -> list[st
     return args + [f"--nproc={limits.processes}"] if processes else args
 
 
+def channel_caps(limits: Limits) -> dict[str, int]:
+    """Bytes the kernel may send the grader on each channel in a whole session (every start and
+    replay): the outputs within twice the output limit (what the grader keeps of them is capped
+    at the limit itself; the rest is dropped; envelopes count here), replies within the limit,
+    the other channels a little. Their sum bounds what the kernel can make the grader's process
+    hold."""
+    output = int(limits.output_mb * (1 << 20))
+    return {"iopub": 2 * output + CHANNEL_SLACK, "shell": output + CHANNEL_SLACK,
+            "stdin": CHANNEL_SLACK, "control": CHANNEL_SLACK, "hb": CHANNEL_SLACK}
+
+
 class WrappedKernelManager(AsyncKernelManager):
     """A KernelManager whose kernel command is prefixed by a wrapper command.
 
     jupyter_client 8 ignores KernelManager.kernel_cmd, so the wrapping happens in
     format_kernel_cmd, the one place every start goes through (after the connection
     file is written into the start's fresh ipc folder, so the sandbox can hand that
-    file to the kernel's user).
+    file to the kernel's user). With `relay_ip`, the manager's own control socket and
+    its clients connect to the relay's sockets (`<relay_ip>-<port>`) instead of the kernel's.
     """
 
     wrapper: list[str] = []
     kernel_owner: int | None = None
+    relay_ip: str | None = None
+
+    def _make_url(self, channel: str) -> str:
+        if self.relay_ip is None:
+            return super()._make_url(channel)
+        return f"ipc://{self.relay_ip}-{getattr(self, channel + '_port')}"
+
+    def client(self, **kwargs: Any) -> Any:
+        kc = super().client(**kwargs)
+        if self.relay_ip is not None:
+            kc.ip = self.relay_ip
+        return kc
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)
@@ -247,6 +281,10 @@ class Sandbox:
         self.staging.mkdir(mode=0o700)
         # Unix socket paths are short (108 bytes): under a deep TMPDIR the sockets go to /tmp.
         self._ipc_root = scratch if len(str(scratch)) <= 60 else Path(tempfile.mkdtemp(prefix="cg-", dir="/tmp"))
+        self._relay_dir = self._ipc_root / "relay"
+        self._relay_dir.mkdir(mode=0o700)
+        self.messages_exceeded: str | None = None    # a channel that passed its cap and ended the session
+        self._kernel_pid = 0                         # the current start's first process
         self.limits = limits
         self.sandboxed = mode == "bwrap"
         as_root = os.geteuid() == 0
@@ -260,7 +298,6 @@ class Sandbox:
         self.watch_disk = watch_disk
         self.disk_exceeded = False
         self._watch_stop: threading.Event | None = None
-        self._watch_pid = 0
         if self.sandboxed:
             # Data beside the notebook and in its home is read-only on top of the writable folders.
             home_folders, home_files = _tree(self.home)
@@ -294,6 +331,7 @@ class Sandbox:
         fd = os.open(scratch / "kernel.log", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW
                      | os.O_CLOEXEC, 0o600)
         self.log: IO[bytes] = os.fdopen(fd, "ab")
+        self.relay = ChannelRelay(channel_caps(limits), on_exceeded=self._messages_over).start()
 
     def kernel_manager(self) -> tuple[WrappedKernelManager, dict[str, Any]]:
         """A kernel manager for the next start, with a fresh ipc folder, and its start_kernel kwargs."""
@@ -305,6 +343,7 @@ class Sandbox:
             _own(ipc, self.kernel_owner)
         km = WrappedKernelManager(kernel_name="python3", transport="ipc", ip=str(ipc / "kernel"),
                                   connection_file=str(ipc / "kernel.json"))
+        km.relay_ip = str(self._relay_dir / "kernel")   # listening from `seal` on
         # The kernel is always this interpreter's ipykernel, whatever the notebook's metadata says.
         km.kernel_spec.argv[0] = sys.executable
         km.kernel_owner = self.kernel_owner
@@ -343,10 +382,10 @@ class Sandbox:
         followed, entries bounded) and kill the sandbox (its first process, `pid`: bwrap takes the
         rest with it) once it passes disk_mb. A kernel can write for one poll interval past it;
         `disk_over` measures at once, for the moments that must not wait for the next poll."""
+        self._kernel_pid = pid
         if not self.watch_disk:
             return
         stop = self._watch_stop = threading.Event()
-        self._watch_pid = pid
 
         def poll() -> None:
             while not stop.wait(DISK_POLL_SECONDS):
@@ -363,7 +402,7 @@ class Sandbox:
             return True
         if not self.watch_disk or self._watch_stop is None:
             return False
-        return self._kill_if_over(self._watch_pid)
+        return self._kill_if_over(self._kernel_pid)
 
     def _kill_if_over(self, pid: int) -> bool:
         limit = self.limits.disk_mb * 1024 * 1024
@@ -378,6 +417,25 @@ class Sandbox:
             pass
         return True
 
+    def _messages_over(self, channel: str) -> None:
+        """The relay's call (from its thread) when the kernel passed a channel's cap; the relay
+        has cut that channel for the rest of the session. Outputs (iopub): the kernel runs on,
+        unheard (the grader's calls are answered on shell). Any other channel: the session is
+        over, the kernel killed (its first process: bwrap takes the rest with it)."""
+        if channel == "iopub":
+            return
+        self.messages_exceeded = channel
+        if self._kernel_pid:
+            try:
+                os.kill(self._kernel_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    @property
+    def output_cut(self) -> bool:
+        """Whether the kernel's outputs passed the relay's cap (no more are received this session)."""
+        return "iopub" in self.relay.exceeded
+
     def memory_killed(self) -> bool:
         """Whether the current start's cgroup killed a process for memory."""
         return bool(self.group is not None and self.group.oom_kills())
@@ -385,6 +443,7 @@ class Sandbox:
     def release(self) -> None:
         """End the current start's cgroup (its processes are killed); call after the kernel stopped."""
         self._close_filter()
+        self.relay.drop_listeners()
         if self._watch_stop is not None:
             self._watch_stop.set()
             self._watch_stop = None
@@ -394,9 +453,9 @@ class Sandbox:
 
     def seal(self, km: WrappedKernelManager) -> None:
         """Once the kernel has bound its sockets, and before any student code runs: check that
-        each is a socket its own start made, and (as root) take the ipc folder back from the
-        kernel's user, so that no later code can swap a socket for a link the grader would
-        follow when it reconnects.
+        each is a socket its own start made, (as root) take the ipc folder back from the kernel's
+        user, and hand each socket to the relay by descriptor, so that no later code can swap a
+        socket for a link the grader would follow when it (re)connects.
         """
         ipc = Path(km.connection_file).parent
         fd = os.open(ipc, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -404,12 +463,20 @@ class Sandbox:
             if self.kernel_owner is not None:
                 os.fchown(fd, 0, 0)
                 os.fchmod(fd, 0o755)
-            for channel, name in _socket_names(km).items():
-                mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
-                if not stat.S_ISSOCK(mode):
-                    raise RuntimeError(f"the kernel's {channel} socket is not a socket")
+            sockets: dict[str, tuple[str, int]] = {}
+            try:
+                for channel, name in _socket_names(km).items():
+                    sockets[channel] = name, os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                    if not stat.S_ISSOCK(os.fstat(sockets[channel][1]).st_mode):
+                        raise RuntimeError(f"the kernel's {channel} socket is not a socket")
+            except BaseException:
+                for _, socket_fd in sockets.values():
+                    os.close(socket_fd)
+                raise
         finally:
             os.close(fd)
+        for channel, (name, socket_fd) in sockets.items():
+            self.relay.add(channel, socket_fd, self._relay_dir / name)
 
     def free_reserve(self) -> bool:
         """Give the grader's reserved room back to the filesystem; False if it was used already."""
@@ -426,6 +493,7 @@ class Sandbox:
 
     def close(self) -> None:
         self.release()
+        self.relay.close()
         self.log.close()
         if self._ipc_root != self.scratch:
             remove_tree(self._ipc_root)

@@ -36,12 +36,16 @@ def folder(tmp_path):
     short.rmdir()
 
 
+def kernel_socket(path: Path) -> int:
+    return os.open(path, os.O_PATH | os.O_NOFOLLOW)
+
+
 def pub_sub(context, folder: Path, relay: ChannelRelay, name: str = "iopub"):
     kernel = context.socket(zmq.PUB)
     kernel.bind(f"ipc://{folder}/kernel-{name}")
     grader = context.socket(zmq.SUB)
     grader.setsockopt(zmq.SUBSCRIBE, b"")
-    grader.connect(f"ipc://{relay.add(name, folder / f'kernel-{name}')}")
+    grader.connect(f"ipc://{relay.add(name, kernel_socket(folder / f'kernel-{name}'), folder / f'relay-{name}')}")
     time.sleep(0.3)   # the subscription reaches the kernel's side
     return kernel, grader
 
@@ -56,7 +60,7 @@ def received(sock: zmq.Socket, seconds: float = 1.0) -> list[list[bytes]]:
 
 
 def test_messages_cross_the_relay_both_ways(context, folder):
-    with ChannelRelay(folder, {"iopub": 1 << 20, "shell": 1 << 20}) as relay:
+    with ChannelRelay({"iopub": 1 << 20, "shell": 1 << 20}) as relay:
         kernel, grader = pub_sub(context, folder, relay)
         for i in range(50):
             kernel.send_multipart([b"stream", str(i).encode()])
@@ -64,7 +68,7 @@ def test_messages_cross_the_relay_both_ways(context, folder):
         shell_kernel = context.socket(zmq.ROUTER)
         shell_kernel.bind(f"ipc://{folder}/kernel-shell")
         shell_grader = context.socket(zmq.DEALER)
-        shell_grader.connect(f"ipc://{relay.add('shell', folder / 'kernel-shell')}")
+        shell_grader.connect(f"ipc://{relay.add('shell', kernel_socket(folder / 'kernel-shell'), folder / 'relay-shell')}")
         shell_grader.send_multipart([b"execute_request"])
         assert shell_kernel.poll(2000)
         identity, request = shell_kernel.recv_multipart()
@@ -77,7 +81,8 @@ def test_messages_cross_the_relay_both_ways(context, folder):
 
 def test_a_message_of_many_parts_past_the_cap_is_cut_before_the_grader_holds_it(context, folder):
     cap = 16 << 20
-    with ChannelRelay(folder, {"iopub": cap}) as relay:
+    cut = []
+    with ChannelRelay({"iopub": cap}, on_exceeded=cut.append) as relay:
         kernel, grader = pub_sub(context, folder, relay)
         kernel.send_multipart([b"ok"])
         assert received(grader, 0.5) == [[b"ok"]]
@@ -85,25 +90,31 @@ def test_a_message_of_many_parts_past_the_cap_is_cut_before_the_grader_holds_it(
         part = zmq.Frame(b"x" * ((8 << 20) - 4096))
         for _ in range(2):
             kernel.send_multipart([b"flood"] + [part] * 60, copy=False)   # 2 x 480 MB
-        time.sleep(2)
+        deadline = time.monotonic() + 5
+        while not relay.exceeded and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)                                # anything still on its way arrives
         grown = resident_mb() - before
         kernel.send_multipart([b"after"])
         assert received(grader, 1.0) == []            # cut: nothing more on this channel
-        assert relay.exceeded == {"iopub"} and grown < 2 * cap / 2**20, f"grew by {grown:.0f} MB"
+        assert relay.exceeded == {"iopub"} and cut == ["iopub"]
+        assert grown < 2 * cap / 2**20, f"grew by {grown:.0f} MB"
         kernel.close()
         grader.close()
 
 
 def test_the_count_goes_on_across_kernel_starts(context, folder):
-    with ChannelRelay(folder, {"iopub": 3000}) as relay:
+    with ChannelRelay({"iopub": 3000}) as relay:
         kernel, grader = pub_sub(context, folder, relay)
         kernel.send_multipart([b"a" * 2000])
         assert len(received(grader, 0.5)) == 1
         kernel.close()
+        relay.drop_listeners()                        # the start ends: its listener's path is gone
+        assert not (folder / "relay-iopub").exists()
         os.unlink(folder / "kernel-iopub")
         restarted = context.socket(zmq.PUB)           # the next start binds anew; the grader reconnects
         restarted.bind(f"ipc://{folder}/kernel-iopub2")
-        relay.add("iopub", folder / "kernel-iopub2")
+        relay.add("iopub", kernel_socket(folder / "kernel-iopub2"), folder / "relay-iopub")
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:            # until the grader's side is connected again
             restarted.send_multipart([b"?"])
@@ -117,7 +128,28 @@ def test_the_count_goes_on_across_kernel_starts(context, folder):
 
 
 def test_a_channel_without_a_cap_is_refused(folder):
-    relay = ChannelRelay(folder, {"iopub": 1})
+    relay = ChannelRelay({"iopub": 1})
     with pytest.raises(ValueError, match="no cap for channel 'shell'"):
-        relay.add("shell", folder / "x")
+        relay.add("shell", os.open(folder, os.O_PATH), folder / "y")
+    assert not (folder / "y").exists()
     relay.close()
+
+
+def test_the_relay_connects_to_the_socket_it_was_given_not_to_what_its_path_holds_later(context, folder):
+    """The kernel replaces its socket's file by a link to another socket (another kernel's, say):
+    the grader's next connection still reaches the kernel's own socket."""
+    with ChannelRelay({"shell": 1 << 20}) as relay:
+        own = context.socket(zmq.ROUTER)
+        own.bind(f"ipc://{folder}/kernel-shell")
+        listen = relay.add("shell", kernel_socket(folder / "kernel-shell"), folder / "relay-shell")
+        other = context.socket(zmq.ROUTER)
+        other.bind(f"ipc://{folder}/elsewhere")
+        os.unlink(folder / "kernel-shell")
+        os.symlink(folder / "elsewhere", folder / "kernel-shell")
+        grader = context.socket(zmq.DEALER)
+        grader.connect(f"ipc://{listen}")
+        grader.send_multipart([b"execute_request"])
+        assert own.poll(2000) and own.recv_multipart()[1] == b"execute_request"
+        assert not other.poll(200)
+        for s in (own, other, grader):
+            s.close()
