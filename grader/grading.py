@@ -113,7 +113,9 @@ def _grade(path: Path, nb, exercise: Exercise, settings: RunSettings, models: Mo
             _prepare(scratch, exercise, nb, data_dir, files)
             box = Sandbox(sandbox, scratch, limits, {**exercise.kernel_env, **device_env(device)},
                           device_files(device), watch_disk=not space.limited)
-            with KernelSession(nb, box, limits, exercise.prelude, skip_cells=exercise.skip_cells) as kernel:
+            needed = tuple(name for item in exercise.items for name in item.required)
+            with KernelSession(nb, box, limits, exercise.prelude, skip_cells=exercise.skip_cells,
+                               needed=needed) as kernel:
                 timings["kernel_start"] = _lap(clock)
                 clock = time.monotonic()
                 run = kernel.run_notebook()

@@ -34,8 +34,8 @@ class KernelSession:
     """
 
     def __init__(self, nb: nbformat.NotebookNode, sandbox: Sandbox, limits: Limits,
-                 prelude: tuple[str, ...] = (), skip_cells: tuple[str, ...] = ()):
-        self.runner = NotebookRunner(nb, sandbox, limits, prelude_sources(prelude), skip_cells)
+                 prelude: tuple[str, ...] = (), skip_cells: tuple[str, ...] = (), needed: tuple[str, ...] = ()):
+        self.runner = NotebookRunner(nb, sandbox, limits, prelude_sources(prelude), skip_cells, needed)
         self.bridge = CallBridge(self.runner, sandbox, limits)
 
     def __enter__(self) -> "KernelSession":

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import stat
+import symtable
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,56 @@ def graded_variant(nb: nbformat.NotebookNode, variants: Sequence[Any]) -> Any | 
 
 def _code(nb: nbformat.NotebookNode) -> str:
     return "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code" and isinstance(cell.source, str))
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NOT_PYTHON = re.compile(r"^[ \t]*[%!?].*$", re.MULTILINE)   # IPython magics, shell escapes, help
+
+
+def cell_names(source: str) -> tuple[frozenset[str], frozenset[str]] | None:
+    """(names a cell binds at its top level: assigned, imported, defined; names it reads as
+    globals: at its top level, or inside its functions and classes when not their own), or None
+    if its code is not Python even without its IPython lines (magics, shell escapes)."""
+    try:
+        table = symtable.symtable(_NOT_PYTHON.sub("", source), "<cell>", "exec")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    bound = frozenset(s.get_name() for s in table.get_symbols()
+                      if s.is_assigned() or s.is_imported() or s.is_namespace())
+    reads: set[str] = {s.get_name() for s in table.get_symbols() if s.is_referenced()}
+    nested = list(table.get_children())
+    while nested:
+        scope = nested.pop()
+        reads |= {s.get_name() for s in scope.get_symbols() if s.is_global() and s.is_referenced()}
+        nested += scope.get_children()
+    return bound, frozenset(reads)
+
+
+def cells_to_skip(nb: nbformat.NotebookNode, patterns: Sequence[re.Pattern[str]],
+                  needed: Sequence[str]) -> frozenset[int]:
+    """The code cells a grading run leaves out: those matching one of `patterns` (the exercise's
+    `skip_cells`: the student's own training, the course's printouts) that bind nothing another
+    cell that runs reads as a global, nor any of `needed` (the names the grader calls). A cell
+    whose code cannot be analysed runs if it matches, and counts as reading every word it holds
+    if it does not: whatever is unclear runs, as the student wrote it."""
+    candidates: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
+    reads = set(needed)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or not isinstance(cell.source, str):
+            continue
+        names = cell_names(cell.source)
+        if any(p.search(cell.source) for p in patterns) and names is not None:
+            candidates[index] = names
+        else:
+            reads |= names[1] if names is not None else set(_IDENTIFIER.findall(cell.source))
+    skipped = set(candidates)
+    changed = True
+    while changed:              # a cell that must run may read what another candidate binds
+        changed = False
+        for index in sorted(skipped):
+            bound, cell_reads = candidates[index]
+            if bound & reads:
+                skipped.discard(index)
+                reads |= cell_reads
+                changed = True
+    return frozenset(skipped)

@@ -24,6 +24,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from .boundary import KernelFault
+from .notebook import cells_to_skip
 from .sandbox import Sandbox
 from .spec import Limits
 
@@ -201,13 +202,15 @@ class NotebookRunner:
     """
 
     def __init__(self, nb: nbformat.NotebookNode, sandbox: Sandbox, limits: Limits,
-                 prelude: tuple[str, ...] = (), skip_cells: tuple[str, ...] = ()):
+                 prelude: tuple[str, ...] = (), skip_cells: tuple[str, ...] = (), needed: tuple[str, ...] = ()):
+        """skip_cells: patterns of cells not to run, unless they bind what other cells or the
+        grader (`needed`: the names it calls) read (notebook.cells_to_skip)."""
         self.nb = nb
         self.sandbox = sandbox
         self.limits = limits
         # Kernel-side code (source texts) run before the notebook, after the notebook's path.
         self.prelude = (NOTEBOOK_PATH, *prelude)
-        self.skip = [re.compile(pattern) for pattern in skip_cells]
+        self.skip = cells_to_skip(nb, [re.compile(pattern) for pattern in skip_cells], needed)
         self.restarts = 0
         self.output = OutputBudget(int(limits.output_mb * 1024 * 1024))
         self._clean_cells: list[int] = []
@@ -358,7 +361,7 @@ class NotebookRunner:
         for index, cell in enumerate(self.nb.cells):
             if cell.cell_type != "code" or not cell.source.strip():
                 continue
-            if any(p.search(cell.source) for p in self.skip):  # e.g. the student's own training
+            if index in self.skip:  # e.g. the student's own training
                 continue
             remaining = deadline - time.monotonic()
             if remaining < 1:

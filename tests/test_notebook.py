@@ -197,3 +197,50 @@ def test_a_notebook_of_a_version_the_exercise_does_not_grade_is_named_as_such(tm
     nbformat.write(nb, path)
     from grader import notebook
     assert notebook.other_version(notebook.load(path), exercise.other_versions) is None
+
+
+# -- which cells a grading run leaves out -------------------------------------------------------
+SKIP = [__import__("re").compile(p) for p in (r"\.fit\(", r"=\s*ResNet50\(", r"\.compile\(")]
+
+
+def cells(*sources: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s, id=f"c{i}") for i, s in enumerate(sources)])
+
+
+def test_the_course_layout_leaves_out_the_model_builds_and_the_training():
+    nb = cells("def ResNet50():\n    model = Model()\n    return model",
+               "model = ResNet50()\nprint(model.summary())",
+               "from outputs import ResNet50_summary\nmodel = ResNet50()\ncomparator(summary(model), ResNet50_summary)",
+               "model.compile(optimizer='adam')",
+               "X_train = load_dataset()",
+               "model.fit(X_train, epochs=10)")
+    assert notebook.cells_to_skip(nb, SKIP, ["ResNet50"]) == {1, 2, 3, 5}
+
+
+def test_a_matching_cell_that_defines_what_the_grader_calls_runs():
+    nb = cells("def ResNet50():\n    return Model()\nmodel = ResNet50()", "model.fit(x)")
+    assert notebook.cells_to_skip(nb, SKIP, ["ResNet50"]) == {1}
+
+
+def test_a_matching_cell_runs_when_a_cell_that_runs_reads_what_it_binds():
+    """Directly, inside a function (a global read at call time), and through a chain: the builder
+    runs because the compile cell must, and the compile cell because a later cell reads it."""
+    assert notebook.cells_to_skip(cells("model = ResNet50()", "for layer in model.layers: print(layer)"),
+                                  SKIP, []) == set()
+    assert notebook.cells_to_skip(cells("helper = 3\nmodel = ResNet50()", "def graded():\n    return helper"),
+                                  SKIP, ["graded"]) == set()
+    assert notebook.cells_to_skip(cells("base = ResNet50()", "compiled = base.compile()", "print(compiled)"),
+                                  SKIP, []) == set()
+
+
+def test_a_local_of_the_same_name_is_not_a_read():
+    nb = cells("model = ResNet50()", "def graded():\n    model = 1\n    return model")
+    assert notebook.cells_to_skip(nb, SKIP, ["graded"]) == {0}
+
+
+def test_what_cannot_be_analysed_runs_and_counts_every_word_as_read():
+    # a matching cell that is not Python: runs; one that does not match: its words count as reads
+    assert notebook.cells_to_skip(cells("model = ResNet50(\n"), SKIP, []) == set()
+    assert notebook.cells_to_skip(cells("model = ResNet50()", "print(model.summary() +"), SKIP, []) == set()
+    # IPython lines are set aside, the rest analysed
+    assert notebook.cells_to_skip(cells("%matplotlib inline\n!ls\nmodel = ResNet50()"), SKIP, []) == {0}
