@@ -1,12 +1,15 @@
 """A byte-capped relay between the grader's Jupyter sockets and a sandboxed kernel's (ipc transport).
 
 ZeroMQ bounds each part of a message (MAXMSGSIZE), not their number: a kernel can send one
-message of any size, and the grader's ZeroMQ holds it whole before anything of the grader's sees
-it (tests/test_hostile.py, the multi-part case). The relay sits on the byte streams instead: the
-grader's sockets connect to the relay's unix sockets, the relay to the kernel's; every byte the
-kernel sends on a channel is counted, and past the channel's cap (for the whole session, across
-reconnections) the relay closes that channel's connections and refuses new ones. What the kernel
-can make the grader's process hold is then at most the sum of the caps.
+message of any size, or of millions of empty parts (64 bytes each to libzmq for 2 on the wire),
+and the grader's ZeroMQ holds it whole before anything of the grader's sees it
+(tests/test_hostile.py). The relay sits on the byte streams instead: the grader's sockets connect
+to the relay's unix sockets, the relay to the kernel's. It reads what the kernel sends as ZMTP
+(MessageFilter) and passes only whole messages within MESSAGE_LIMIT, each part charged with its
+record, dropping larger ones whole; so a message costs the grader at most MESSAGE_LIMIT, and a
+socket at most its queue of them. What the kernel sends on a channel is also counted for the whole
+session (bytes and parts, across reconnections): past the channel's cap the relay closes that
+channel's connections and refuses new ones, a bound on what a flood costs.
 
 The sandbox (sandbox.py) owns one relay per session: at each kernel start, once the kernel's
 sockets are checked (`Sandbox.seal`), it adds each channel; the kernel manager's control socket
@@ -27,6 +30,105 @@ from pathlib import Path
 
 CHUNK = 64 * 1024
 PENDING_LIMIT = 4 * CHUNK    # bytes read but not yet written onward, per direction: then reading waits
+# ZMTP 3 (rfc.zeromq.org/spec/23): a 64-byte greeting, then frames: a flags byte (MORE, LONG,
+# COMMAND), a size of 1 or 8 bytes, the body. Each frame also costs the receiver its own record
+# (libzmq keeps 64 bytes per message part, pyzmq an object per part): charged as FRAME_CHARGE.
+GREETING_BYTES = 64
+FLAG_MORE, FLAG_LONG, FLAG_COMMAND = 0x01, 0x02, 0x04
+FRAME_CHARGE = 64
+MESSAGE_LIMIT = 2 << 20      # a message's parts and their charges: a larger message is dropped whole
+COMMAND_LIMIT = 4096         # READY, PING, PONG, ERROR are small
+
+
+class ProtocolViolation(Exception):
+    """What the kernel sent is not ZMTP 3 as libzmq speaks it: its connection is closed."""
+
+
+class MessageFilter:
+    """The kernel-to-grader half of one connection, read as ZMTP 3: the greeting and commands pass,
+    messages pass whole if within MESSAGE_LIMIT (their parts charged), larger ones are dropped
+    whole. Nothing of a message reaches the grader before its last part: a message of any number
+    of parts costs the grader's ZeroMQ at most MESSAGE_LIMIT, whatever ZeroMQ's own limits are."""
+
+    def __init__(self, message_limit: int = MESSAGE_LIMIT):
+        self.message_limit = message_limit
+        self.dropped = 0                 # messages dropped for their size
+        self._greeting = bytearray()
+        self._head = bytearray()         # the frame header being read
+        self._body_left = 0              # bytes of the current frame's body still to come
+        self._flags = 0
+        self._message = bytearray()      # the frames of the message being read (as on the wire)
+        self._charged = 0                # of the message being read
+        self._dropping = False
+
+    def feed(self, data: bytes) -> tuple[bytes, int]:
+        """What to pass on of `data`, and the charge of `data` (its bytes and its frames)."""
+        out = bytearray()
+        charge = len(data)
+        pos, end = 0, len(data)
+        while pos < end:
+            if len(self._greeting) < GREETING_BYTES:
+                take = data[pos:pos + GREETING_BYTES - len(self._greeting)]
+                pos += len(take)
+                self._greeting += take
+                out += take
+                if len(self._greeting) >= 11 and (self._greeting[0] != 0xFF or self._greeting[9] != 0x7F
+                                                   or self._greeting[10] < 3):
+                    raise ProtocolViolation("not a ZMTP 3 greeting")
+                continue
+            if self._body_left == 0:                  # a frame's header: 2 or 9 bytes
+                head = self._head
+                if not head:
+                    head.append(data[pos])
+                    pos += 1
+                want = (9 if head[0] & FLAG_LONG else 2) - len(head)
+                take = data[pos:pos + want]
+                pos += len(take)
+                head += take
+                if len(take) == want:
+                    charge += FRAME_CHARGE
+                    self._start_frame(out)
+                continue
+            take = data[pos:pos + self._body_left]
+            pos += len(take)
+            self._body_left -= len(take)
+            if self._flags & FLAG_COMMAND:
+                out += take
+            elif not self._dropping:
+                self._message += take
+            if self._body_left == 0:
+                self._end_frame(out)
+        return bytes(out), charge
+
+    def _start_frame(self, out: bytearray) -> None:
+        head, self._head = bytes(self._head), bytearray()
+        flags = head[0]
+        if flags & ~(FLAG_MORE | FLAG_LONG | FLAG_COMMAND):
+            raise ProtocolViolation("unknown frame flags")
+        size = int.from_bytes(head[1:], "big")
+        self._flags, self._body_left = flags, size
+        if flags & FLAG_COMMAND:
+            if self._message or self._dropping or size > COMMAND_LIMIT or flags & FLAG_MORE:
+                raise ProtocolViolation("a command inside a message, or too large")
+            out += head
+        else:
+            self._charged += FRAME_CHARGE + size
+            if self._charged > self.message_limit and not self._dropping:
+                self._dropping = True
+                self._message = bytearray()
+            if not self._dropping:
+                self._message += head
+        if size == 0:
+            self._end_frame(out)
+
+    def _end_frame(self, out: bytearray) -> None:
+        if self._flags & (FLAG_COMMAND | FLAG_MORE):
+            return
+        if self._dropping:
+            self.dropped += 1
+        else:
+            out += self._message
+        self._message, self._charged, self._dropping = bytearray(), 0, False
 
 
 @dataclass
@@ -38,6 +140,7 @@ class _Pipe:
     channel: str
     from_kernel: bool
     pending: bytearray = field(default_factory=bytearray)
+    messages: MessageFilter | None = None     # the kernel's side: read as ZMTP
 
 
 class ChannelRelay:
@@ -46,7 +149,8 @@ class ChannelRelay:
     def __init__(self, caps: Mapping[str, int], on_exceeded: Callable[[str], None] | None = None):
         self.on_exceeded = on_exceeded
         self.caps = dict(caps)                       # channel -> bytes the kernel may send in all
-        self.sent: dict[str, int] = {name: 0 for name in caps}
+        self.sent: dict[str, int] = {name: 0 for name in caps}      # charged: bytes and frames
+        self.dropped: dict[str, int] = {name: 0 for name in caps}   # messages over MESSAGE_LIMIT
         self.exceeded: set[str] = set()
         self._kernel_sockets: dict[str, int] = {}   # channel -> O_PATH descriptor of the kernel's socket
         self._listeners: dict[socket.socket, tuple[str, Path]] = {}
@@ -195,7 +299,7 @@ class ChannelRelay:
             kernel_side.close()
             return
         grader_side.setblocking(False)
-        to_grader = _Pipe(kernel_side, grader_side, name, from_kernel=True)
+        to_grader = _Pipe(kernel_side, grader_side, name, from_kernel=True, messages=MessageFilter())
         to_kernel = _Pipe(grader_side, kernel_side, name, from_kernel=False)
         self._pipes += [to_grader, to_kernel]
         self._selector.register(kernel_side, selectors.EVENT_READ, ("pipe", (to_grader, to_kernel)))
@@ -215,18 +319,25 @@ class ChannelRelay:
             if data == b"":
                 self._close_connection(reading)
                 return
+            if data and reading.messages is not None:
+                before = reading.messages.dropped
+                try:
+                    data, charge = reading.messages.feed(data)
+                except ProtocolViolation:
+                    self._close_connection(reading)
+                    return
+                self.dropped[reading.channel] += reading.messages.dropped - before
+                self.sent[reading.channel] += charge
+                if self.sent[reading.channel] > self.caps[reading.channel]:
+                    self.exceeded.add(reading.channel)
+                    self._close_channel(reading.channel)
+                    if self.on_exceeded is not None:
+                        try:
+                            self.on_exceeded(reading.channel)
+                        except Exception:
+                            pass
+                    return
             if data:
-                if reading.from_kernel:
-                    self.sent[reading.channel] += len(data)
-                    if self.sent[reading.channel] > self.caps[reading.channel]:
-                        self.exceeded.add(reading.channel)
-                        self._close_channel(reading.channel)
-                        if self.on_exceeded is not None:
-                            try:
-                                self.on_exceeded(reading.channel)
-                            except Exception:
-                                pass
-                        return
                 reading.pending += data
                 self._flush(reading)
         self._update(pair)

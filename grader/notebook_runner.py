@@ -24,6 +24,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from .boundary import KernelFault
+from .channel_relay import MESSAGE_LIMIT
 from .notebook import cells_to_skip
 from .sandbox import Sandbox
 from .spec import Limits
@@ -34,7 +35,7 @@ MAX_CELL_OUTPUT_BYTES = 256 * 1024
 # connection) and how many may wait unread on a socket. ZeroMQ limits each part of a message, not
 # their number: what the kernel can make the grader hold is bounded by the sandbox's channel relay
 # (sandbox.channel_caps), which these only tighten.
-MAX_MESSAGE_BYTES = 8 << 20
+MAX_MESSAGE_BYTES = MESSAGE_LIMIT
 MAX_QUEUED_MESSAGES = 32
 # Before a call, iopub messages left from earlier work are dropped: at most this many, for at
 # most this long (a kernel that floods iopub cannot keep the grader draining).
@@ -367,6 +368,8 @@ class NotebookRunner:
             if remaining < 1:
                 run.skipped.append(index)
                 continue
+            if self.sandbox.output_cut:   # no outputs come any more: do not wait for them
+                self._client.iopub_timeout = 0
             self._client.timeout = max(1, int(min(self.limits.cell_timeout, remaining)))
             record = CellRun(index)
             self._last_error = None
@@ -396,6 +399,10 @@ class NotebookRunner:
                 # before its error. Cells that killed the kernel or timed out are not replayed.
                 self._clean_cells.append(index)
             run.cells.append(record)
+        dropped = self.sandbox.relay.dropped["iopub"]
+        if dropped:
+            run.notes.append(f"{dropped} of the notebook's output messages were over {MESSAGE_LIMIT >> 20} MB each "
+                             "and were dropped (the output limit)")
         if self.output.spent or self.sandbox.output_cut:
             run.notes.append(f"the notebook's output passed the output limit ({self.limits.output_mb:g} MB for the "
                              "whole session): the rest was dropped")

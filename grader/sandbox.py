@@ -52,7 +52,7 @@ from typing import Any, IO
 from jupyter_client.manager import AsyncKernelManager
 
 from . import cgroups, seccomp
-from .channel_relay import ChannelRelay
+from .channel_relay import MESSAGE_LIMIT, PENDING_LIMIT, ChannelRelay
 from .scratch import remove_tree, usage
 from .spec import Limits
 
@@ -64,7 +64,8 @@ NOBODY = 65534
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 RESERVE_BYTES = 32 << 20  # room kept for the grader's own writes in the scratch folder
 DISK_POLL_SECONDS = 0.5   # the disk watchdog's interval, where the scratch is not a tmpfs of its own
-CHANNEL_SLACK = 4 << 20   # beside the output limit: headers, signatures, status and reply messages
+CHANNEL_SLACK = 4 << 20   # the small channels' caps, and room beside the output limit
+JSON_GROWTH = 25          # what one decoded byte of JSON can cost in Python objects, at most (`[],` -> a list)
 
 UNPROTECTED = ("--sandbox none: the student's code runs as you, with your files, your network and your "
                "environment; only memory, file size, open files and CPU time are limited. Use it only "
@@ -111,14 +112,23 @@ def rlimit_args(limits: Limits, *, processes: bool, cpu: bool = True) -> list[st
 
 
 def channel_caps(limits: Limits) -> dict[str, int]:
-    """Bytes the kernel may send the grader on each channel in a whole session (every start and
-    replay): the outputs within twice the output limit (what the grader keeps of them is capped
-    at the limit itself; the rest is dropped; envelopes count here), replies within the limit,
-    the other channels a little. Their sum bounds what the kernel can make the grader's process
-    hold."""
+    """What the kernel may send the grader on each channel in a whole session (every start and
+    replay), charged as the relay charges (bytes, and each message part's record): the outputs
+    within four times the output limit (what the grader keeps of them is capped at the limit
+    itself, the rest dropped; envelopes and flushed lines cost more than their text), replies
+    within the limit, the other channels a little. A flood's bound, in bytes and in the relay's
+    work: a channel past it is refused."""
     output = int(limits.output_mb * (1 << 20))
-    return {"iopub": 2 * output + CHANNEL_SLACK, "shell": output + CHANNEL_SLACK,
+    return {"iopub": 4 * output + 4 * CHANNEL_SLACK, "shell": output + CHANNEL_SLACK,
             "stdin": CHANNEL_SLACK, "control": CHANNEL_SLACK, "hb": CHANNEL_SLACK}
+
+
+def held_bound(limits: Limits, queued_messages: int) -> int:
+    """At most what the kernel's messages can make the grader's process hold at once: per channel,
+    its socket's queue of whole messages within the relay's MESSAGE_LIMIT (one more being read,
+    one in the relay) or the channel's cap if smaller; and one message being decoded."""
+    per_socket = (queued_messages + 2) * MESSAGE_LIMIT + PENDING_LIMIT
+    return sum(min(cap, per_socket) for cap in channel_caps(limits).values()) + JSON_GROWTH * MESSAGE_LIMIT
 
 
 class WrappedKernelManager(AsyncKernelManager):

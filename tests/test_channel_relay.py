@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import zmq
 
-from grader.channel_relay import ChannelRelay
+from grader.channel_relay import (FLAG_COMMAND, FLAG_LONG, FLAG_MORE, FRAME_CHARGE, MESSAGE_LIMIT, ChannelRelay,
+                                  MessageFilter, ProtocolViolation)
 
 
 def resident_mb() -> float:
@@ -153,3 +154,89 @@ def test_the_relay_connects_to_the_socket_it_was_given_not_to_what_its_path_hold
         assert not other.poll(200)
         for s in (own, other, grader):
             s.close()
+
+
+def test_a_message_over_the_limit_is_dropped_whole_and_the_channel_lives_on(context, folder):
+    with ChannelRelay({"iopub": 1 << 30}) as relay:
+        kernel, grader = pub_sub(context, folder, relay)
+        kernel.send_multipart([b"big", b"x" * (MESSAGE_LIMIT + 1)])
+        kernel.send_multipart([b"small", b"y"])
+        assert received(grader, 1.0) == [[b"small", b"y"]]
+        assert relay.dropped["iopub"] == 1 and relay.exceeded == set()
+        kernel.close()
+        grader.close()
+
+
+SENDER = """
+import sys, time, zmq
+ctx = zmq.Context()
+kernel = ctx.socket(zmq.PUB)
+kernel.bind(sys.argv[1])
+print("bound", flush=True)
+sys.stdin.readline()                      # the grader's side has subscribed
+kernel.send_multipart([b""] * 200_000)
+kernel.send_multipart([b"after"])
+time.sleep(10)
+"""
+
+
+def test_a_message_of_many_empty_parts_is_charged_for_its_parts(context, folder):
+    """Empty parts cost 2 bytes on the wire and 64 to libzmq each: 200,000 of them (400 KB sent,
+    by another process) are charged past the message limit and dropped; the grader's ZeroMQ never
+    holds them (without the relay: about 12 MB here)."""
+    import subprocess
+    import sys
+    sender = subprocess.Popen([sys.executable, "-c", SENDER, f"ipc://{folder}/kernel-iopub"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert sender.stdout.readline() == "bound\n"
+        with ChannelRelay({"iopub": 1 << 30}) as relay:
+            grader = context.socket(zmq.SUB)
+            grader.setsockopt(zmq.SUBSCRIBE, b"")
+            grader.connect(f"ipc://{relay.add('iopub', kernel_socket(folder / 'kernel-iopub'), folder / 'relay-iopub')}")
+            time.sleep(0.3)
+            before = resident_mb()
+            sender.stdin.write("go\n")
+            sender.stdin.flush()
+            assert received(grader, 3.0) == [[b"after"]]
+            assert relay.dropped["iopub"] == 1
+            assert relay.sent["iopub"] > 200_000 * (2 + FRAME_CHARGE)
+            assert resident_mb() - before < 4
+            grader.close()
+    finally:
+        sender.kill()
+        sender.wait()
+
+
+# -- MessageFilter, on bytes ----------------------------------------------------------------------
+GREETING = b"\xff" + bytes(8) + b"\x7f" + b"\x03\x01" + b"NULL".ljust(20, b"\0") + b"\0" + bytes(31)
+
+
+def frame(body: bytes, more: bool = False, command: bool = False) -> bytes:
+    flags = (FLAG_MORE if more else 0) | (FLAG_COMMAND if command else 0)
+    if len(body) > 255:
+        return bytes([flags | FLAG_LONG]) + len(body).to_bytes(8, "big") + body
+    return bytes([flags, len(body)]) + body
+
+
+def test_the_filter_passes_the_same_bytes_however_they_are_split():
+    stream = (GREETING + frame(b"\x05READY", command=True) + frame(b"a", more=True) + frame(b"b" * 300)
+              + frame(b"c" * 100, more=True) + frame(b"d" * 3000) + frame(b""))
+    whole, charge = MessageFilter(message_limit=1000).feed(stream)
+    assert whole == GREETING + frame(b"\x05READY", command=True) + frame(b"a", more=True) + frame(b"b" * 300) \
+        + frame(b"")                                  # the 3100-byte message dropped, the rest in order
+    assert charge == len(stream) + 6 * FRAME_CHARGE
+    split = MessageFilter(message_limit=1000)
+    assert b"".join(split.feed(stream[i:i + 1])[0] for i in range(len(stream))) == whole
+    assert split.dropped == 1
+
+
+@pytest.mark.parametrize("stream", [
+    b"GET / HTTP/1.1\r\n" + bytes(64),                            # not ZMTP at all
+    GREETING[:10] + b"\x02" + GREETING[11:],                      # ZMTP 2
+    GREETING + frame(b"a", more=True) + frame(b"\x04PING", command=True),   # a command inside a message
+    GREETING + bytes([0x10, 1]) + b"a",                           # unknown flags
+], ids=["not zmtp", "old version", "command in a message", "unknown flags"])
+def test_what_is_not_zmtp_3_closes_the_connection(stream):
+    with pytest.raises(ProtocolViolation):
+        MessageFilter().feed(stream)

@@ -239,7 +239,7 @@ def test_bwrap_is_refused_clearly_when_missing(monkeypatch):
 MANY_PARTS = '''
 import time, zmq
 _k = get_ipython().kernel
-_part = zmq.Frame(b"x" * ((8 << 20) - 4096))   # under the grader's limit for one part; sent without copies
+_part = zmq.Frame(b"x" * ((8 << 20) - 4096))   # 8 MB parts, sent 60 times each without copies
 def _send():
     for _ in range(2):
         _k.iopub_thread.socket.send_multipart([b"stream", b"<IDS|MSG>", b"0", b"{}", b"{}", b"{}", b"{}"]
@@ -248,20 +248,56 @@ _k.iopub_thread.schedule(_send)
 time.sleep(4)
 '''
 
+# Empty parts: 2 bytes each on the wire, 64 each to the receiver's libzmq (found by a red-team
+# helper: 416 MB held from 12 MB sent, before the relay read ZMTP).
+EMPTY_PARTS = '''
+import time, zmq
+_k = get_ipython().kernel
+def _send():
+    s = _k.iopub_thread.socket
+    for _ in range(6_000_000):
+        s.send(b"", zmq.SNDMORE)
+    s.send(b"")
+_k.iopub_thread.schedule(_send)
+time.sleep(20)
+'''
+
+# Signed messages (the kernel has the key) whose JSON parts, each just under ZeroMQ's former 8 MB
+# limit for a part, decode into millions of empty lists: about 21 times their size in Python
+# objects (red team: 1 GB held from 96 MB sent).
+JSON_GROWTH = '''
+import time, json
+_k = get_ipython().kernel
+_pad = b"[" + b"[]," * (((8 << 20) - 8192) // 3) + b"[]]"
+def _j(d):
+    return json.dumps({**d, "pad": 0}).encode()[:-2] + _pad + b"}"
+_parts = [_j({"msg_id": "x", "msg_type": "stream", "username": "u", "session": "s",
+              "date": "2020-01-01T00:00:00Z", "version": "5.3"}), _j({}), _j({}), _j({"name": "stdout", "text": ""})]
+_sig = _k.session.sign(_parts)
+def _send():
+    for _ in range(3):
+        _k.iopub_thread.socket.send_multipart([b"stream", b"<IDS|MSG>", _sig] + _parts)
+_k.iopub_thread.schedule(_send)
+time.sleep(10)
+'''
+
 
 def resident_mb() -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def test_a_message_of_many_parts_cannot_make_the_grader_hold_it(exercise, tmp_path):
-    """The kernel sends two messages of 60 parts of 8 MB each (one part, sent 60 times without
-    copies: it costs the kernel 8 MB). ZeroMQ would hold each whole (it limits parts, not their
-    number); the sandbox's relay cuts the channel at its cap. What the grader's process holds
-    meanwhile stays within the relay's caps, summed over channels; the notebook is graded, with
-    the output limit among its errors."""
-    from grader.sandbox import channel_caps
+@pytest.mark.parametrize("attack", ["many_parts", "empty_parts", "json_growth"])
+def test_what_the_kernel_sends_cannot_make_the_grader_hold_more_than_the_bound(exercise, tmp_path, attack):
+    """Messages of 60 zero-copy parts of 8 MB (they cost the kernel 8 MB; ZeroMQ limits each part,
+    not their number), millions of empty parts, JSON that grows 21 times when decoded: what the
+    grader's process holds meanwhile stays within sandbox.held_bound (the relay passes whole
+    messages within its limit, each part charged; one message decoded at a time); the notebook is
+    graded, the dropped outputs among its notes."""
+    from grader.notebook_runner import MAX_QUEUED_MESSAGES
+    from grader.sandbox import held_bound
 
-    submission = with_cells(tmp_path, MANY_PARTS)
+    cell = {"many_parts": MANY_PARTS, "empty_parts": EMPTY_PARTS, "json_growth": JSON_GROWTH}[attack]
+    submission = with_cells(tmp_path, cell)
     peak, stop = [resident_mb()], threading.Event()
     baseline = peak[0]
 
@@ -276,7 +312,7 @@ def test_a_message_of_many_parts_cannot_make_the_grader_hold_it(exercise, tmp_pa
     finally:
         stop.set()
         sampler.join()
-    promised = sum(channel_caps(spec.Limits()).values()) / 2**20
+    promised = held_bound(spec.Limits(), MAX_QUEUED_MESSAGES) / 2**20
     assert peak[0] - baseline < promised, f"the grader's process grew by {peak[0] - baseline:.0f} MB"
     assert result.status == "graded", result
     assert any("output limit" in e for e in result.notebook_errors), result.notebook_errors
