@@ -1,4 +1,4 @@
-"""A byte-capped relay between the grader's Jupyter sockets and a sandboxed kernel's (ipc transport).
+"""A message-filtering, byte-capped relay between the grader's Jupyter sockets and a sandboxed kernel's.
 
 ZeroMQ bounds each part of a message (MAXMSGSIZE), not their number: a kernel can send one
 message of any size, or of millions of empty parts (64 bytes each to libzmq for 2 on the wire),
@@ -14,8 +14,8 @@ channel's connections and refuses new ones, a bound on what a flood costs.
 The sandbox (sandbox.py) owns one relay per session: at each kernel start, once the kernel's
 sockets are checked (`Sandbox.seal`), it adds each channel; the kernel manager's control socket
 and the kernel client connect to the relay's paths instead of the kernel's. When a channel passes
-its cap, `on_exceeded(channel)` is called (from the relay's thread): the sandbox kills the kernel,
-and the session is over (the channel stays refused).
+its cap, `on_exceeded(channel)` is called (from the relay's thread) and the channel stays refused:
+the sandbox decides the rest (outputs: no longer heard; any other channel: the kernel killed).
 """
 
 from __future__ import annotations
