@@ -36,7 +36,7 @@ PENDING_LIMIT = 4 * CHUNK    # bytes read but not yet written onward, per direct
 GREETING_BYTES = 64
 FLAG_MORE, FLAG_LONG, FLAG_COMMAND = 0x01, 0x02, 0x04
 FRAME_CHARGE = 64
-MESSAGE_LIMIT = 2 << 20      # a message's parts and their charges: a larger message is dropped whole
+MESSAGE_LIMIT = 1 << 20      # a message's parts and their charges: a larger message is dropped whole
 COMMAND_LIMIT = 4096         # READY, PING, PONG, ERROR are small
 
 

@@ -36,7 +36,7 @@ MAX_CELL_OUTPUT_BYTES = 256 * 1024
 # their number: what the kernel can make the grader hold is bounded by the sandbox's channel relay
 # (sandbox.channel_caps), which these only tighten.
 MAX_MESSAGE_BYTES = MESSAGE_LIMIT
-MAX_QUEUED_MESSAGES = 32
+MAX_QUEUED_MESSAGES = 16
 # Before a call, iopub messages left from earlier work are dropped: at most this many, for at
 # most this long (a kernel that floods iopub cannot keep the grader draining).
 DRAIN_MESSAGES = 2 * MAX_QUEUED_MESSAGES

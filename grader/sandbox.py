@@ -66,6 +66,13 @@ RESERVE_BYTES = 32 << 20  # room kept for the grader's own writes in the scratch
 DISK_POLL_SECONDS = 0.5   # the disk watchdog's interval, where the scratch is not a tmpfs of its own
 CHANNEL_SLACK = 4 << 20   # the small channels' caps, and room beside the output limit
 JSON_GROWTH = 25          # what one decoded byte of JSON can cost in Python objects, at most (`[],` -> a list)
+# The grader's libzmq reads into 8 KB buffers of about 18 KB each with their records, and a
+# received part of 33 bytes or more points into its buffer (zero-copy; pyzmq offers no switch for
+# it), keeping the whole buffer while it waits unread: a queued byte can cost about 3 bytes (a red
+# team measured 19 to 26 KB kept per 8.3 KB charged), and any queued message at least a buffer
+# at each of its ends.
+ZMQ_BUFFER_COST = 18 << 10
+PIN_GROWTH = 3.2
 
 UNPROTECTED = ("--sandbox none: the student's code runs as you, with your files, your network and your "
                "environment; only memory, file size, open files and CPU time are limited. Use it only "
@@ -124,11 +131,18 @@ def channel_caps(limits: Limits) -> dict[str, int]:
 
 
 def held_bound(limits: Limits, queued_messages: int) -> int:
-    """At most what the kernel's messages can make the grader's process hold at once: per channel,
-    its socket's queue of whole messages within the relay's MESSAGE_LIMIT (one more being read,
-    one in the relay) or the channel's cap if smaller; and one message being decoded."""
-    per_socket = (queued_messages + 2) * MESSAGE_LIMIT + PENDING_LIMIT
-    return sum(min(cap, per_socket) for cap in channel_caps(limits).values()) + JSON_GROWTH * MESSAGE_LIMIT
+    """At most what the kernel's messages can make the grader's process hold at once. Per grader
+    socket: its queue of whole messages within the relay's MESSAGE_LIMIT (one more being read, one
+    in the relay's buffer), each byte of them worth up to PIN_GROWTH in ZeroMQ's receive buffers
+    and each message up to two buffers more, but never more bytes than the channel's cap; and one
+    message being decoded (JSON_GROWTH)."""
+    sockets = {"control": 2}      # the kernel manager's own, and the client's
+    total = JSON_GROWTH * MESSAGE_LIMIT
+    for channel, cap in channel_caps(limits).items():
+        n = sockets.get(channel, 1) * (queued_messages + 2)
+        total += int(PIN_GROWTH * min(cap, n * MESSAGE_LIMIT)) + n * 2 * ZMQ_BUFFER_COST
+        total += sockets.get(channel, 1) * (PENDING_LIMIT + MESSAGE_LIMIT)
+    return total
 
 
 class WrappedKernelManager(AsyncKernelManager):
