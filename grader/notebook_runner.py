@@ -31,10 +31,9 @@ from .spec import Limits
 
 TIMEOUT_ENAME = "CellTimeoutError"
 MAX_CELL_OUTPUT_BYTES = 256 * 1024
-# Jupyter messages: the largest part of one the grader accepts (a larger one drops its
-# connection) and how many may wait unread on a socket. ZeroMQ limits each part of a message, not
-# their number: what the kernel can make the grader hold is bounded by the sandbox's channel relay
-# (sandbox.channel_caps), which these only tighten.
+# Jupyter messages: the largest part of one the grader's ZeroMQ accepts (the channel relay
+# already drops any message larger in all) and how many may wait unread on a socket: with the
+# relay's limit, what bounds what the kernel can make the grader hold (sandbox.held_bound).
 MAX_MESSAGE_BYTES = MESSAGE_LIMIT
 MAX_QUEUED_MESSAGES = 16
 # Before a call, iopub messages left from earlier work are dropped: at most this many, for at

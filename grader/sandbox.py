@@ -29,11 +29,12 @@ restart: nothing the kernel wrote is listed, followed or chowned afterwards. Eac
 gets a fresh ipc-N folder that the grader makes, so a kernel cannot leave anything there
 for the next one.
 
-What the kernel sends the grader over Jupyter's channels passes a byte-capped relay that
-connects to the very sockets `seal` checked (by descriptor, not by path): ZeroMQ bounds each part
-of a message but not their number, and the relay's caps (`channel_caps`, for the whole session)
-bound what the kernel can make the grader's process hold. Past its cap a channel is refused for
-the rest of the session; for any but the outputs (iopub) the kernel is killed and the session over.
+What the kernel sends the grader over Jupyter's channels passes a relay that connects to the
+very sockets `seal` checked (by descriptor, not by path) and passes only whole messages within
+its limit: ZeroMQ bounds each part of a message but not their number, so the relay's limit and
+the sockets' queues bound what the kernel can make the grader's process hold (`held_bound`). Each
+channel also has a cap for the whole session (`channel_caps`); past it the channel is refused
+for the rest of the session, and for any but the outputs (iopub) the kernel is killed.
 """
 
 from __future__ import annotations
@@ -468,6 +469,7 @@ class Sandbox:
         """End the current start's cgroup (its processes are killed); call after the kernel stopped."""
         self._close_filter()
         self.relay.drop_listeners()
+        self._kernel_pid = 0          # ended: never signalled again (its number may be reused)
         if self._watch_stop is not None:
             self._watch_stop.set()
             self._watch_stop = None
