@@ -75,11 +75,10 @@ def main() -> None:
 | direct (PUB -> SUB) | {direct:.2f} s | {direct / args.messages * 1e6:.0f} us | 1.00x |
 | through the relay | {relayed:.2f} s | {relayed / args.messages * 1e6:.0f} us | {relayed / direct:.2f}x |
 
-The relay adds about {per:.0f} us per message here. For comparison, nbclient handles an iopub
-message in the grader (deserialising, signature, output bookkeeping) in a few hundred
-microseconds, and one grader call costs 5 to 10 messages: the relay's share of a grading is
-small (the conv_step_by_step correct sample graded in 2.49 s with it and 2.50 s without, one run
-each on an idle machine, 2026-12-01).
+The relay adds about {per:.0f} us per message here (its thread parses each frame in Python and
+shares the interpreter with the receiving end). On a whole grading it did not show: the
+conv_step_by_step correct sample graded in 2.49 s with the relay and 2.50 s without (`python
+grade.py`, one run each, caches warm, 2026-12-01).
 """
     print(body)
     if args.write:
