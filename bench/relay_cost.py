@@ -79,7 +79,7 @@ The relay adds about {per:.0f} us per message here (its thread parses each frame
 shares the interpreter with the receiving end). On a whole grading it did not show: `python
 grade.py --exercise conv_step_by_step correct.ipynb` with a new gradebook each time, alternating
 with the code of a05dee3 (no relay), four runs each after a first: 2.9 to 3.7 s at 1e1aaf2 (the
-relay, and the course's test cells left out), 3.1 to 4.0 s at a05dee3 (2026-12-01, 18:55).
+relay, and the course's test cells left out), 3.1 to 4.0 s at a05dee3 (2026-12-01, 18:50).
 """
     print(body)
     if args.write:
