@@ -138,9 +138,8 @@ class _Pipe:
     source: socket.socket
     target: socket.socket
     channel: str
-    from_kernel: bool
     pending: bytearray = field(default_factory=bytearray)
-    messages: MessageFilter | None = None     # the kernel's side: read as ZMTP
+    messages: MessageFilter | None = None     # from the kernel: read as ZMTP, charged to the channel
 
 
 class ChannelRelay:
@@ -299,8 +298,8 @@ class ChannelRelay:
             kernel_side.close()
             return
         grader_side.setblocking(False)
-        to_grader = _Pipe(kernel_side, grader_side, name, from_kernel=True, messages=MessageFilter())
-        to_kernel = _Pipe(grader_side, kernel_side, name, from_kernel=False)
+        to_grader = _Pipe(kernel_side, grader_side, name, messages=MessageFilter())
+        to_kernel = _Pipe(grader_side, kernel_side, name)
         self._pipes += [to_grader, to_kernel]
         self._selector.register(kernel_side, selectors.EVENT_READ, ("pipe", (to_grader, to_kernel)))
         self._selector.register(grader_side, selectors.EVENT_READ, ("pipe", (to_kernel, to_grader)))

@@ -165,6 +165,8 @@ def cells_to_skip(nb: nbformat.NotebookNode, patterns: Sequence[re.Pattern[str]]
     cell that runs reads as a global, nor any of `needed` (the names the grader calls). A cell
     whose code cannot be analysed runs if it matches, and counts as reading every word it holds
     if it does not: whatever is unclear runs, as the student wrote it."""
+    if not patterns:
+        return frozenset()
     candidates: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
     reads = set(needed)
     for index, cell in enumerate(nb.cells):
