@@ -280,6 +280,17 @@ def _socket_names(km: WrappedKernelManager) -> dict[str, str]:
     return {channel: f"kernel-{getattr(km, channel + '_port')}" for channel in CHANNELS}
 
 
+def _kill_first_process(pid: int) -> None:
+    """Kill a start's first process (bwrap takes the rest of the sandbox with it). A pid of 0 (no
+    start running) is ignored: os.kill(0, ...) would signal the grader's own process group."""
+    if pid <= 0:
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def _own(path: Path, owner: int) -> None:
     """Give `path` itself (never a link's target) to the kernel's user."""
     os.chown(path, owner, owner, follow_symlinks=False)
@@ -436,10 +447,7 @@ class Sandbox:
         if size <= limit and entries <= max_entries:
             return False
         self.disk_exceeded = True
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_first_process(pid)
         return True
 
     def _messages_over(self, channel: str) -> None:
@@ -450,11 +458,7 @@ class Sandbox:
         if channel == "iopub":
             return
         self.messages_exceeded = channel
-        if self._kernel_pid:
-            try:
-                os.kill(self._kernel_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill_first_process(self._kernel_pid)
 
     @property
     def output_cut(self) -> bool:
