@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from .boundary import KernelFault, ProbeError, StudentException, Unsupported
+from . import shrink_routes
 from .examples_cache import Uncacheable, encode_examples
 from .spec import Tolerance
 
@@ -267,9 +268,14 @@ def call_student(student: Student, function: str, case: Case, through: str | Non
     except ProbeError as exc:
         raise Failure(f"{function} could not be graded: {exc}") from None
     if isinstance(got, StudentException):
-        where = student_frame(got.traceback)
-        raise Failure(f"{function} raised {got}" + (f"\n{where}" if where else ""))
+        raise raised(function, got)
     return got
+
+
+def raised(function: str, exc: StudentException) -> Failure:
+    """The feedback for a student's function that raised `exc`: what, and where in the notebook."""
+    where = student_frame(exc.traceback)
+    return Failure(f"{function} raised {exc}" + (f"\n{where}" if where else ""))
 
 
 # Answers already asked of a student (kernel session), by key: several checks of one item ask
@@ -558,10 +564,32 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
         return expected_memo[id(case)]
 
     def run(student: Student, ctx: Context) -> None:
+        # The student's answers, by input content, for this check of this submission only: an
+        # input asked once (in a batch, or by hypothesis) is not asked again (answers that raised
+        # included: they are failures with the same feedback; Unsupported ones are asked again).
+        known: dict[bytes, Any] = {}
+
+        def remember(batch: Sequence[Case], answers: Sequence[Any]) -> None:
+            for case, got in zip(batch, answers):
+                key = content_key(case)
+                if key is not None and not isinstance(got, Unsupported) and _answer_bytes(got) <= MEMO_ANSWER_BYTES:
+                    known[key] = got
+
+        def asked(case: Case) -> Any:
+            key = content_key(case)
+            if key is not None and key in known:
+                got = known[key]
+                if isinstance(got, StudentException):
+                    raise raised(function, got)
+                return _copy(got)
+            got = call_student(student, function, case, through)
+            remember([case], [_copy(got)])
+            return got
+
         def one(case: Case) -> None:
             got: Any = _NO_ANSWER
             try:
-                got = call_student(student, function, case, through)
+                got = asked(case)
                 expected = reference_of(case)
                 compare_named(pick(got), pick(expected), output, ctx.tolerance, hints)
             except KernelFault as fault:
@@ -583,17 +611,20 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
                 return Failure(message)
             return Failure(message) if same else not_deterministic(function, case.describe())
 
-        def first_disagreement(drawn: list[Case]) -> tuple[str, Case, Any] | str | None:
-            """All of `drawn` in one kernel round trip: None if every answer agrees, else the
-            first failure's (feedback, case, answer) ("" if the batch itself failed: retry call by call)."""
+        def ask_many(batch: Sequence[Case]) -> list[Any] | None:
+            """The answers to `batch` in one kernel round trip; None if the batch itself failed
+            (a fault, or no call_many): the caller asks call by call."""
             call_many = getattr(student, "call_many", None)
             if call_many is None:
-                return ""
+                return None
             try:
-                answers = (call_many(through, [((function, *c.args), dict(c.kwargs)) for c in drawn]) if through
-                           else call_many(function, [(c.args, dict(c.kwargs)) for c in drawn]))
+                return (call_many(through, [((function, *c.args), dict(c.kwargs)) for c in batch]) if through
+                        else call_many(function, [(c.args, dict(c.kwargs)) for c in batch]))
             except (KernelFault, ProbeError):
-                return ""
+                return None
+
+        def first_disagreement(drawn: Sequence[Case], answers: Sequence[Any]) -> tuple[str, Case, Any] | None:
+            """None if every answer agrees, else the first failure's (feedback, case, answer)."""
             for case, got in zip(drawn, answers):
                 try:
                     if isinstance(got, StudentException):
@@ -605,7 +636,8 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
             return None
 
         if isinstance(cases, tuple):
-            if first_disagreement(list(cases)) is None:
+            answers = ask_many(cases)
+            if answers is not None and first_disagreement(cases, answers) is None:
                 return
             for case in cases:  # call by call: the first failing example, with its traceback
                 one(case)
@@ -617,17 +649,98 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
         if count not in drawn_memo:
             draw = lambda: draw_examples(cases, count)  # noqa: E731
             drawn_memo[count] = ctx.examples.drawn(cases, count, draw) if ctx.examples is not None else draw()
-        batch_failure = first_disagreement(drawn_memo[count])
-        if batch_failure is None:
-            return
-        # call by call: hypothesis finds the failure again and shrinks it
-        check_property(cases, one, examples=count, what=function, show_input=lambda case: case.describe(),
-                       report=lambda failure, case: confirmed(str(failure), case,
-                                                              getattr(failure, "answer", _NO_ANSWER)))
+        drawn = drawn_memo[count]
+        answers = ask_many(drawn)
+        batch_failure: tuple[str, Case, Any] | str | None = ""
+        if answers is not None:
+            batch_failure = first_disagreement(drawn, answers)
+            if batch_failure is None:
+                return
+            remember(drawn, answers)
+        _shrink(cases, count, drawn, one, confirmed, ctx, known, remember, ask_many)
         if batch_failure:  # not reproduced call by call (a stateful function?): report it as found
             raise confirmed(*batch_failure)
 
+    def _shrink(strategy: Any, count: int, drawn: list[Case], one: Callable[[Case], None],
+                confirmed: Callable[[str, Case, Any], Failure], ctx: Context, known: dict[bytes, Any],
+                remember: Callable[[Sequence[Case], Sequence[Any]], None],
+                ask_many: Callable[[Sequence[Case]], list[Any] | None]) -> None:
+        """Find the failure again and shrink it (raises the Failure to report): along a kept
+        shrink route this submission's answers match at every step (shrink_routes.py), else by
+        hypothesis, call by call (the walk is then kept as a route for the next submission)."""
+        def failed(case: Case) -> bool | None:
+            key = content_key(case)
+            if key is None or key not in known:
+                return None
+            try:
+                one(case)
+            except _Disagreement:
+                return True
+            return False
+
+        def ask(batch: list[Case]) -> bool:
+            answers = ask_many(batch)
+            if answers is not None:
+                remember(batch, answers)
+            return answers is not None
+
+        kept = ctx.examples.routes(strategy, count, drawn) if ctx.examples is not None else []
+        route = shrink_routes.follow(kept, failed, ask) if kept else None
+        if route is None:
+            route = _walk(strategy, count, one, confirmed)
+        if route is not None and ctx.examples is not None:
+            ctx.examples.keep_routes(strategy, count, shrink_routes.newest_first(route, kept, _same_route), drawn)
+        if route is not None:
+            case = route.steps[route.reported][0]
+            try:
+                one(case)
+            except _Disagreement as failure:
+                raise confirmed(str(failure), case, failure.answer) from None
+
+    def _walk(strategy: Any, count: int, one: Callable[[Case], None],
+              confirmed: Callable[[str, Case, Any], Failure]) -> shrink_routes.Route | None:
+        """hypothesis' search and shrink, call by call: the route it walked, whose reported step the
+        caller reports; None if it found no failure. A walk in which a step faulted is not a
+        route: its failure is raised here, as is anything else check_property raises."""
+        steps: list[tuple[Case, bool]] = []
+        faulted = [False]
+        reported: list[Case] = []
+
+        def recorded(case: Case) -> None:
+            try:
+                one(case)
+            except _Disagreement:
+                steps.append((case, True))
+                raise
+            except BaseException:
+                faulted[0] = True
+                raise
+            steps.append((case, False))
+
+        def report(failure: Failure, case: Case) -> Failure:
+            reported[:] = [case]
+            return failure
+
+        try:
+            check_property(strategy, recorded, examples=count, what=function,
+                           show_input=lambda case: case.describe(), report=report)
+        except NotDeterministic:
+            raise
+        except Failure as exc:
+            if reported and not faulted[0]:
+                index = max(i for i, (case, failed) in enumerate(steps) if failed and case is reported[0])
+                return shrink_routes.Route(tuple(steps), index)
+            if reported:
+                raise confirmed(str(exc), reported[0], getattr(exc, "answer", _NO_ANSWER)) from None
+            raise
+        return None
+
     return run
+
+
+def _same_route(a: shrink_routes.Route, b: shrink_routes.Route) -> bool:
+    return a.reported == b.reported and len(a.steps) == len(b.steps) and all(
+        fa == fb and content_key(ca) == content_key(cb) for (ca, fa), (cb, fb) in zip(a.steps, b.steps))
 
 
 def _copy(value: Any) -> Any:

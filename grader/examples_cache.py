@@ -14,6 +14,11 @@ hypothesis, NumPy and Python. A strategy whose code lives elsewhere (a module ou
 exercise folder, reference/ and grader/) is not in the key: exercises keep theirs in checks.py. Loading is plain data
 (JSON; arrays as dtype, shape and bytes), never unpickling; a file that does not decode is drawn
 again and replaced. Inputs holding anything the codec does not know are not kept (drawn each time).
+
+Beside each check's examples, under the same key, its shrink routes (`<key>.routes.json`,
+shrink_routes.py): the inputs a failed check tried while shrinking, so that the next submission
+with the same mistake is asked them in a few batches. They only save round trips: every step is
+that submission's own answer, and a route that does not match it step for step is not taken.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from .boundary import KerasInitializer
 
 FOLDER = "examples"
 MAX_BYTES = 64 * 2**20   # a larger set of examples is drawn each time, not kept
+MAX_ROUTE_BYTES = 8 * 2**20  # the shrink routes of one check, all kept routes together
 
 
 class Uncacheable(TypeError):
@@ -64,9 +70,8 @@ class ExamplesCache:
     def drawn(self, strategy: Any, count: int, draw: Callable[[], list]) -> list:
         """The examples `draw()` gives for `strategy` and `count`: loaded when kept, else drawn
         and kept (drawn only, for a second strategy drawing in this scope)."""
-        if not self.scope or self._owner[:1] not in ([], [id(strategy)]):
+        if not self._owns(strategy):
             return draw()
-        self._owner[:] = [id(strategy)]
         path = self.folder / f"{self.key(strategy, count)}.json"
         try:
             return decode_examples(path.read_bytes())
@@ -80,6 +85,38 @@ class ExamplesCache:
         if len(data) <= MAX_BYTES:
             _write_atomically(path, data)
         return examples
+
+    def routes(self, strategy: Any, count: int, drawn: list) -> list:
+        """The shrink routes kept for this check's examples (shrink_routes.py), newest first; []
+        when none are kept or they do not decode, or for a strategy that does not own the scope.
+        `drawn`: the examples the routes' first steps refer to by index."""
+        if not self._owns(strategy):
+            return []
+        try:
+            return decode_routes(self._routes_path(strategy, count).read_bytes(), drawn)
+        except Exception:  # none kept, or not readable (any way): none
+            return []
+
+    def keep_routes(self, strategy: Any, count: int, routes: list, drawn: list) -> None:
+        """Keep `routes` (replacing those kept) if they encode within MAX_ROUTE_BYTES."""
+        if not self._owns(strategy):
+            return
+        try:
+            data = encode_routes(routes, drawn)
+        except Uncacheable:
+            return
+        if len(data) <= MAX_ROUTE_BYTES:
+            _write_atomically(self._routes_path(strategy, count), data)
+
+    def _owns(self, strategy: Any) -> bool:
+        """Whether this scope keeps `strategy`'s examples and routes: it is the first to ask."""
+        if not self.scope or self._owner[:1] not in ([], [id(strategy)]):
+            return False
+        self._owner[:] = [id(strategy)]
+        return True
+
+    def _routes_path(self, strategy: Any, count: int) -> Path:
+        return self.folder / f"{self.key(strategy, count)}.routes.json"
 
     def key(self, strategy: Any, count: int) -> str:
         return hashlib.sha256(f"{self.prefix}\0{self.scope}\0{strategy!r}\0{count}".encode()).hexdigest()[:32]
@@ -119,6 +156,48 @@ def decode_examples(data: bytes) -> list:
     if not isinstance(doc, list):
         raise ValueError("not a list of examples")
     return [_decode_case(node) for node in doc]
+
+
+def encode_routes(routes: list, drawn: list) -> bytes:
+    """Shrink routes as JSON: a step that is one of `drawn` is kept as its index."""
+    index = {}
+    for i, case in enumerate(drawn):
+        try:
+            index.setdefault(encode_examples([case]), i)
+        except Uncacheable:
+            pass
+    doc = []
+    for route in routes:
+        steps = []
+        for case, failed in route.steps:
+            i = index.get(encode_examples([case]))
+            steps.append(["drawn", i, failed] if i is not None else ["case", _encode_case(case), failed])
+        doc.append({"steps": steps, "reported": route.reported})
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_routes(data: bytes, drawn: list) -> list:
+    from .shrink_routes import Route
+
+    doc = json.loads(data)
+    if not isinstance(doc, list):
+        raise ValueError("not a list of routes")
+    routes = []
+    for node in doc:
+        steps = []
+        for kind, value, failed in node["steps"]:
+            if type(failed) is not bool:
+                raise ValueError("a step's outcome is not a boolean")
+            if kind == "drawn" and type(value) is int and 0 <= value < len(drawn):
+                steps.append((drawn[value], failed))
+            elif kind == "case":
+                steps.append((_decode_case(value), failed))
+            else:
+                raise ValueError(f"not a step: {kind!r}")
+        if type(node["reported"]) is not int:
+            raise ValueError("not a route")
+        routes.append(Route(tuple(steps), node["reported"]))
+    return routes
 
 
 def _encode_case(case: Any) -> dict:

@@ -1,0 +1,83 @@
+"""Shrink routes: a failed property check's shrinking, replayed for the next submission that fails alike.
+
+hypothesis shrinks a failure by trying smaller inputs one after another; which input it tries
+next depends only on whether the earlier ones failed (same seed, settings and strategy: the
+property checks' PROPERTY_SEED). A route is that sequence as one grading saw it: every input the
+check tried, in order, whether it failed, and which one was reported. For a later submission,
+if its answers fail and pass at exactly the same steps, hypothesis would walk exactly that route
+and report the same input: so the route's inputs are asked in a few batches (one kernel round
+trip each, instead of one per input, and no hypothesis run), every step's outcome is compared,
+and only a route that matches at every step is taken. The first step that differs ends the
+route; the check then runs hypothesis as before (answers already asked are not asked again).
+
+A route never decides a verdict or an example by itself: each step is this submission's own
+answer, compared here with the reference. Routes are kept in the data cache beside the drawn
+examples (examples_cache.ExamplesCache.routes), under the same key (hypothesis, grader,
+exercise and library versions): a route from another version is never read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# Kept per check: the newest routes first (a class has a few common mistakes per function).
+ROUTES_PER_CHECK = 4
+# Inputs asked in the first batch of a route; each next batch is twice as large. A batch may
+# run past the step where the route stops matching: at most that batch's inputs are asked in
+# vain (its answers are kept for hypothesis' run).
+FIRST_BATCH = 16
+
+
+@dataclass(frozen=True)
+class Route:
+    """The inputs one property check tried, in order, with whether each failed; `reported`: the
+    index of the step whose input the check reported (hypothesis' minimal failing input)."""
+
+    steps: tuple[tuple[Any, bool], ...]
+    reported: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.reported < len(self.steps) or not self.steps[self.reported][1]:
+            raise ValueError("a route reports one of its failing steps")
+
+
+def batches(length: int, first: int = FIRST_BATCH) -> list[tuple[int, int]]:
+    """[start, end) slices of `length` steps: `first` steps, then each batch twice the last."""
+    spans, start, size = [], 0, max(1, first)
+    while start < length:
+        spans.append((start, min(length, start + size)))
+        start, size = start + size, size * 2
+    return spans
+
+
+def follow(routes: Sequence[Route], failed: Callable[[Any], bool | None],
+           ask: Callable[[list[Any]], bool], first: int = FIRST_BATCH) -> Route | None:
+    """The first of `routes` whose every step fails or passes as it did when it was recorded.
+
+    failed(case): whether this submission fails on `case`, from answers already asked (None: not
+    asked yet). ask(cases): ask the answers to `cases` in one round trip; False if that could not
+    be done (then no route is followed further). A route's steps are checked in batches
+    (`batches`), each asked before it is checked, up to its first step that differs.
+    """
+    for route in routes:
+        matched = True
+        for start, end in batches(len(route.steps), first):
+            span = route.steps[start:end]
+            unknown = [case for case, _ in span if failed(case) is None]
+            if unknown and not ask(unknown):
+                return None
+            if any(failed(case) is not was for case, was in span):
+                matched = False
+                break
+        if matched:
+            return route
+    return None
+
+
+def newest_first(route: Route, kept: Sequence[Route], same: Callable[[Route, Route], bool],
+                 limit: int = ROUTES_PER_CHECK) -> list[Route]:
+    """The routes to keep after `route` was walked: it first, then the others kept (not a
+    second copy of it), at most `limit`."""
+    return [route, *(r for r in kept if not same(r, route))][:limit]

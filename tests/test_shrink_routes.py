@@ -1,0 +1,132 @@
+"""grader/shrink_routes.py: a kept shrink route changes how many round trips a failed property check
+costs, never its verdict or the counterexample it reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from grader.checks import Context, Failure
+from grader.examples_cache import ExamplesCache
+from grader.shrink_routes import Route, batches, follow, newest_first
+
+from .conftest import InProcessStudent
+from .test_conv_step_by_step_checks import MUTANTS, REFERENCE
+
+
+# -- the pure parts ---------------------------------------------------------------------------------
+def test_batches_double_and_cover_every_step_once():
+    assert batches(0) == []
+    assert batches(5, first=2) == [(0, 2), (2, 5)]
+    assert batches(40, first=4) == [(0, 4), (4, 12), (12, 28), (28, 40)]
+
+
+def test_a_route_must_report_one_of_its_failing_steps():
+    with pytest.raises(ValueError):
+        Route((("a", False),), 0)
+    with pytest.raises(ValueError):
+        Route((("a", True),), 1)
+    assert Route((("a", False), ("b", True)), 1).reported == 1
+
+
+def run_follow(routes: list[Route], fails: Callable[[Any], bool], first: int = 2, ask_ok: bool = True):
+    """follow() over a submission whose outcome on each case is fails(case); what it asked, per batch."""
+    known: dict[Any, bool] = {}
+    asked: list[list[Any]] = []
+
+    def ask(cases: list[Any]) -> bool:
+        asked.append(list(cases))
+        if ask_ok:
+            known.update((case, fails(case)) for case in cases)
+        return ask_ok
+
+    return follow(routes, known.get, ask, first=first), asked
+
+
+def test_follow_takes_the_route_that_matches_at_every_step():
+    wrong = Route(((1, True), (2, True), (3, True)), 1)        # differs at its third step
+    right = Route(((1, True), (2, True), (4, True)), 2)
+    chosen, asked = run_follow([wrong, right], fails=lambda n: n in (1, 2, 4))
+    assert chosen is right
+    assert asked == [[1, 2], [3], [4]]  # each case asked once, in batches; 1 and 2 not asked again
+
+
+def test_follow_stops_a_route_at_the_batch_where_it_differs():
+    steps = tuple((n, True) for n in range(100))
+    chosen, asked = run_follow([Route(steps, 99)], fails=lambda n: n != 5)
+    assert chosen is None
+    assert sum(map(len, asked)) == 6    # batches of 2 and 4: the one holding step 5 is the last asked
+
+
+def test_follow_gives_up_when_the_answers_cannot_be_asked():
+    chosen, asked = run_follow([Route(((1, True),), 0)], fails=lambda n: True, ask_ok=False)
+    assert chosen is None and asked == [[1]]
+
+
+def test_newest_first_keeps_one_copy_and_a_limit():
+    a, b, c = (Route(((n, True),), 0) for n in "abc")
+    same = lambda x, y: x.steps == y.steps  # noqa: E731
+    assert newest_first(b, [a, b, c], same, limit=2) == [b, a]
+
+
+# -- the property checks with routes kept ---------------------------------------------------------
+class CountingStudent(InProcessStudent):
+    """An in-process student with call_many, counting its round trips."""
+
+    def __init__(self, functions, root):
+        super().__init__(functions, root)
+        self.trips = 0
+
+    def call(self, function: str, args: tuple = (), kwargs: dict | None = None) -> Any:
+        self.trips += 1
+        return super().call(function, args, kwargs)
+
+    def call_many(self, function: str, calls: list) -> list:
+        self.trips += 1
+        return [super(CountingStudent, self).call(function, args, kwargs) for args, kwargs in calls]
+
+
+def feedback(student: Any, exercise: Any, ctx: Context, item: str) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for check in exercise.checks.CHECKS[item]:
+        scoped = ctx if ctx.examples is None else Context(ctx.tolerance, ctx.max_examples,
+                                                           examples=ctx.examples.scoped(f"{item}: {check.aspect}"))
+        try:
+            check.run(student, scoped)
+            out[check.aspect] = None
+        except Failure as exc:
+            out[check.aspect] = str(exc)
+    return out
+
+
+# Mistakes of one function that shrink along different routes (and one that raises).
+ROUTED = {"pool_forward": ["pool_forward-ignores-example-index", "pool_forward-average-divides-by-f",
+                           "pool_forward-ignores-mode"],
+          "zero_pad": ["zero_pad-pads-channels-too", "zero_pad-wrong-pad-on-width", "raises"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("item", sorted(ROUTED))
+def test_kept_routes_give_every_mistake_the_feedback_hypothesis_gives(item, conv_exercise, tmp_path):
+    """Each mistake graded without routes, then all of them twice in turn with routes kept in one
+    cache (so each is graded beside the others' routes, then along its own): the same feedback,
+    word for word, every time; and along its own route a failed check costs a few round trips."""
+    functions = {p.id: p.values[1] for p in MUTANTS if p.id in ROUTED[item]}
+    plain = Context(conv_exercise.tolerance, conv_exercise.max_examples)
+    truth = {name: feedback(CountingStudent({**REFERENCE, item: f}, tmp_path), conv_exercise, plain, item)
+             for name, f in functions.items()}
+    kept = Context(conv_exercise.tolerance, conv_exercise.max_examples,
+                   examples=ExamplesCache(tmp_path / "cache", "prefix"))
+    trips: dict[str, list[int]] = {name: [] for name in functions}
+    for _ in range(2):
+        for name, f in functions.items():
+            student = CountingStudent({**REFERENCE, item: f}, tmp_path)
+            assert feedback(student, conv_exercise, kept, item) == truth[name], name
+            trips[name].append(student.trips)
+    assert any(path.name.endswith(".routes.json") for path in (tmp_path / "cache").iterdir())
+    for name, (first, second) in trips.items():  # per check: one batch; per failure: its route's batches
+        failing = sum(message is not None for message in truth[name].values())
+        assert second <= len(truth[name]) + 10 * failing, (name, first, second)
+    assert sum(first for first, _ in trips.values()) > 2 * sum(second for _, second in trips.values()), trips
