@@ -564,9 +564,11 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
         return expected_memo[id(case)]
 
     def run(student: Student, ctx: Context) -> None:
-        # The student's answers, by input content, for this check of this submission only: an
-        # input asked once (in a batch, or by hypothesis) is not asked again (answers that raised
-        # included: they are failures with the same feedback; Unsupported ones are asked again).
+        # The student's answers asked in batches (the drawn examples, a shrink route's inputs), by
+        # input content, for this check of this submission only: they decide whether a kept route
+        # matches (Unsupported answers are not kept: such a step never matches). hypothesis' own
+        # run asks every input anew, as it would without routes (its replays see a function that
+        # answers differently).
         known: dict[bytes, Any] = {}
 
         def remember(batch: Sequence[Case], answers: Sequence[Any]) -> None:
@@ -575,27 +577,24 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
                 if key is not None and not isinstance(got, Unsupported) and _answer_bytes(got) <= MEMO_ANSWER_BYTES:
                     known[key] = got
 
-        def asked(case: Case) -> Any:
-            key = content_key(case)
-            if key is not None and key in known:
-                got = known[key]
+        def judged(case: Case, got: Any) -> None:
+            """Raise the _Disagreement for answer `got` to `case` (a StudentException: it raised)."""
+            try:
                 if isinstance(got, StudentException):
                     raise raised(function, got)
-                return _copy(got)
-            got = call_student(student, function, case, through)
-            remember([case], [_copy(got)])
-            return got
+                compare_named(pick(got), pick(reference_of(case)), output, ctx.tolerance, hints)
+            except Failure as exc:
+                answer = _NO_ANSWER if isinstance(got, StudentException) else got
+                raise _Disagreement(f"{function} on input:\n{case.describe()}\n{exc}", answer) from None
 
         def one(case: Case) -> None:
-            got: Any = _NO_ANSWER
             try:
-                got = asked(case)
-                expected = reference_of(case)
-                compare_named(pick(got), pick(expected), output, ctx.tolerance, hints)
+                got = call_student(student, function, case, through)
             except KernelFault as fault:
                 raise KernelFault(f"{fault.cause}, on input:\n{case.describe()}") from None
             except Failure as exc:
-                raise _Disagreement(f"{function} on input:\n{case.describe()}\n{exc}", got) from None
+                raise _Disagreement(f"{function} on input:\n{case.describe()}\n{exc}", _NO_ANSWER) from None
+            judged(case, got)
 
         def confirmed(message: str, case: Case, got: Any) -> Failure:
             """The failure to report: `message`, unless the student's function, asked `case` once
@@ -657,11 +656,12 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
             if batch_failure is None:
                 return
             remember(drawn, answers)
-        _shrink(cases, count, drawn, one, confirmed, ctx, known, remember, ask_many)
+        _shrink(cases, count, drawn, one, judged, confirmed, ctx, known, remember, ask_many)
         if batch_failure:  # not reproduced call by call (a stateful function?): report it as found
             raise confirmed(*batch_failure)
 
     def _shrink(strategy: Any, count: int, drawn: list[Case], one: Callable[[Case], None],
+                judged: Callable[[Case, Any], None],
                 confirmed: Callable[[str, Case, Any], Failure], ctx: Context, known: dict[bytes, Any],
                 remember: Callable[[Sequence[Case], Sequence[Any]], None],
                 ask_many: Callable[[Sequence[Case]], list[Any] | None]) -> None:
@@ -673,7 +673,7 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
             if key is None or key not in known:
                 return None
             try:
-                one(case)
+                judged(case, known[key])
             except _Disagreement:
                 return True
             return False
@@ -686,22 +686,24 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
 
         kept = ctx.examples.routes(strategy, count, drawn) if ctx.examples is not None else []
         route = shrink_routes.follow(kept, failed, ask) if kept else None
-        if route is None:
-            route = _walk(strategy, count, one, confirmed)
-        if route is not None and ctx.examples is not None:
-            ctx.examples.keep_routes(strategy, count, shrink_routes.newest_first(route, kept, _same_route), drawn)
         if route is not None:
             case = route.steps[route.reported][0]
             try:
-                one(case)
+                judged(case, known[content_key(case)])
             except _Disagreement as failure:
+                ctx.examples.keep_routes(strategy, count, shrink_routes.newest_first(route, kept, _same_route), drawn)
                 raise confirmed(str(failure), case, failure.answer) from None
+        def keep(walked: shrink_routes.Route) -> None:
+            if ctx.examples is not None:
+                ctx.examples.keep_routes(strategy, count, shrink_routes.newest_first(walked, kept, _same_route), drawn)
+
+        _walk(strategy, count, one, confirmed, keep)
 
     def _walk(strategy: Any, count: int, one: Callable[[Case], None],
-              confirmed: Callable[[str, Case, Any], Failure]) -> shrink_routes.Route | None:
-        """hypothesis' search and shrink, call by call: the route it walked, whose reported step the
-        caller reports; None if it found no failure. A walk in which a step faulted is not a
-        route: its failure is raised here, as is anything else check_property raises."""
+              confirmed: Callable[[str, Case, Any], Failure], keep: Callable[[shrink_routes.Route], None]) -> None:
+        """hypothesis' search and shrink, call by call, exactly as without routes: raises the
+        failure it reports (confirmed), having given the route it walked to keep() (not a walk in
+        which a step faulted); returns if it found no failure."""
         steps: list[tuple[Case, bool]] = []
         faulted = [False]
         reported: list[Case] = []
@@ -727,13 +729,12 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
         except NotDeterministic:
             raise
         except Failure as exc:
-            if reported and not faulted[0]:
-                index = max(i for i, (case, failed) in enumerate(steps) if failed and case is reported[0])
-                return shrink_routes.Route(tuple(steps), index)
-            if reported:
-                raise confirmed(str(exc), reported[0], getattr(exc, "answer", _NO_ANSWER)) from None
-            raise
-        return None
+            if not reported:
+                raise
+            at = [i for i, (case, failed) in enumerate(steps) if failed and case is reported[0]]
+            if at and not faulted[0]:
+                keep(shrink_routes.Route(tuple(steps), at[-1]))
+            raise confirmed(str(exc), reported[0], getattr(exc, "answer", _NO_ANSWER)) from None
 
     return run
 

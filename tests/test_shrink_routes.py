@@ -130,3 +130,29 @@ def test_kept_routes_give_every_mistake_the_feedback_hypothesis_gives(item, conv
         failing = sum(message is not None for message in truth[name].values())
         assert second <= len(truth[name]) + 10 * failing, (name, first, second)
     assert sum(first for first, _ in trips.values()) > 2 * sum(second for _, second in trips.values()), trips
+
+
+@pytest.mark.slow
+def test_a_function_that_keeps_state_is_told_so_along_a_kept_route(conv_exercise, tmp_path):
+    """A student whose wrong answers change from call to call (a call counter) but fail and pass
+    where a kept route's mistake did: the route matches, and the input it reports, asked once more,
+    is answered differently: "returns different results", as the check says without routes."""
+    mistake = dict((p.id, p.values[1]) for p in MUTANTS)["pool_forward-average-divides-by-f"]
+    calls = iter(range(10**6))
+
+    def drifting(A, hp, mode="max"):
+        A_out, cache = mistake(A, hp, mode)
+        right = REFERENCE["pool_forward"](A, hp, mode)[0]
+        return (A_out if (A_out == right).all() else A_out + next(calls)), cache
+
+    kept = Context(conv_exercise.tolerance, conv_exercise.max_examples,
+                   examples=ExamplesCache(tmp_path / "cache", "prefix"))
+    plain = Context(conv_exercise.tolerance, conv_exercise.max_examples)
+    feedback(CountingStudent({**REFERENCE, "pool_forward": mistake}, tmp_path), conv_exercise, kept, "pool_forward")
+    trips = []
+    for ctx in (kept, plain):
+        student = CountingStudent({**REFERENCE, "pool_forward": drifting}, tmp_path)
+        said = feedback(student, conv_exercise, ctx, "pool_forward")
+        assert "pool_forward returns different results for the same input" in said["random inputs"], said
+        trips.append(student.trips)
+    assert trips[0] * 3 < trips[1], trips  # with the route kept, it was followed (not hypothesis' walk)
