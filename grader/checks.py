@@ -691,8 +691,11 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
             try:
                 judged(case, known[content_key(case)])
             except _Disagreement as failure:
-                ctx.examples.keep_routes(strategy, count, shrink_routes.newest_first(route, kept, _same_route), drawn)
+                if route is not kept[0]:  # the newest first
+                    ctx.examples.keep_routes(strategy, count, shrink_routes.newest_first(route, kept, _same_route),
+                                             drawn)
                 raise confirmed(str(failure), case, failure.answer) from None
+
         def keep(walked: shrink_routes.Route) -> None:
             if ctx.examples is not None:
                 ctx.examples.keep_routes(strategy, count, shrink_routes.newest_first(walked, kept, _same_route), drawn)
