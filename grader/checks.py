@@ -492,6 +492,8 @@ def _same_answer(a: Any, b: Any) -> bool:
 # mistakes: the same mistake shrinks along the same inputs), each input and answer at most 1 MB.
 MEMO_ENTRIES = 1024
 MEMO_INPUT_BYTES = MEMO_ANSWER_BYTES = 2**20
+# The student's answers one check keeps to match a shrink route against (inputs and answers).
+KNOWN_BYTES = 32 * 2**20
 
 
 def content_key(case: Case) -> bytes | None:
@@ -507,8 +509,13 @@ def content_key(case: Case) -> bytes | None:
 
 
 def _answer_bytes(value: Any) -> int:
+    """About how many bytes `value` holds (at least 64 for any value)."""
     if isinstance(value, np.ndarray):
         return value.nbytes
+    if isinstance(value, str | bytes):
+        return 64 + len(value)
+    if isinstance(value, StudentException):
+        return 64 + len(value.type) + len(value.message) + len(value.traceback)
     if isinstance(value, tuple | list):
         return sum(_answer_bytes(v) for v in value)
     if isinstance(value, dict):
@@ -569,13 +576,18 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
         # matches (Unsupported answers are not kept: such a step never matches). hypothesis' own
         # run asks every input anew, as it would without routes (its replays see a function that
         # answers differently).
+        # At most KNOWN_BYTES of them in all (past that, a route's steps stay unknown: no match).
         known: dict[bytes, Any] = {}
+        held = [0]
 
         def remember(batch: Sequence[Case], answers: Sequence[Any]) -> None:
             for case, got in zip(batch, answers):
                 key = content_key(case)
-                if key is not None and not isinstance(got, Unsupported) and _answer_bytes(got) <= MEMO_ANSWER_BYTES:
-                    known[key] = got
+                size = _answer_bytes(got) + (len(key) if key is not None else 0)
+                if key is None or isinstance(got, Unsupported) or key in known or held[0] + size > KNOWN_BYTES:
+                    continue
+                known[key] = got
+                held[0] += size
 
         def judged(case: Case, got: Any) -> None:
             """Raise the _Disagreement for answer `got` to `case` (a StudentException: it raised)."""

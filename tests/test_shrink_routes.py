@@ -156,3 +156,21 @@ def test_a_function_that_keeps_state_is_told_so_along_a_kept_route(conv_exercise
         assert "pool_forward returns different results for the same input" in said["random inputs"], said
         trips.append(student.trips)
     assert trips[0] * 3 < trips[1], trips  # with the route kept, it was followed (not hypothesis' walk)
+
+
+def test_the_answers_kept_to_match_routes_are_bounded(monkeypatch, conv_exercise, tmp_path):
+    """A student whose answers are huge cannot make a check keep them all: past KNOWN_BYTES its
+    route's steps stay unknown (hypothesis walks instead), and the feedback is the same."""
+    import grader.checks as checks
+
+    mistake = dict((p.id, p.values[1]) for p in MUTANTS)["zero_pad-wrong-pad-on-width"]
+    kept = Context(conv_exercise.tolerance, conv_exercise.max_examples,
+                   examples=ExamplesCache(tmp_path / "cache", "prefix"))
+    truth = feedback(CountingStudent({**REFERENCE, "zero_pad": mistake}, tmp_path), conv_exercise, kept, "zero_pad")
+    monkeypatch.setattr(checks, "KNOWN_BYTES", 0)
+    student = CountingStudent({**REFERENCE, "zero_pad": mistake}, tmp_path)
+    assert feedback(student, conv_exercise, kept, "zero_pad") == truth
+    monkeypatch.setattr(checks, "KNOWN_BYTES", 32 * 2**20)
+    followed = CountingStudent({**REFERENCE, "zero_pad": mistake}, tmp_path)
+    assert feedback(followed, conv_exercise, kept, "zero_pad") == truth
+    assert followed.trips < student.trips   # with room to keep them, the route is followed
