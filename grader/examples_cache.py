@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
@@ -74,7 +75,7 @@ class ExamplesCache:
             return draw()
         path = self.folder / f"{self.key(strategy, count)}.json"
         try:
-            return decode_examples(path.read_bytes())
+            return decode_examples(_read_file(path, MAX_BYTES))
         except Exception:  # not kept yet, or not readable (any way): draw
             pass
         examples = draw()
@@ -93,8 +94,9 @@ class ExamplesCache:
         if not self._owns(strategy):
             return []
         try:
-            return decode_routes(self._routes_path(strategy, count).read_bytes(), drawn)
-        except Exception:  # none kept, or not readable (any way): none
+            return decode_routes(_read_file(self._routes_path(strategy, count), MAX_ROUTE_BYTES), drawn,
+                                 self.key(strategy, count))
+        except Exception:  # none kept, or not readable (any way), or not what was written: none
             return []
 
     def keep_routes(self, strategy: Any, count: int, routes: list, drawn: list) -> None:
@@ -102,7 +104,7 @@ class ExamplesCache:
         if not self._owns(strategy):
             return
         try:
-            data = encode_routes(routes, drawn)
+            data = encode_routes(routes, drawn, self.key(strategy, count))
         except Uncacheable:
             return
         if len(data) <= MAX_ROUTE_BYTES:
@@ -127,6 +129,23 @@ def examples_prefix(exercise_digest: str, version: str, grader_version: str) -> 
 
     return json.dumps([exercise_digest, version, grader_version, hypothesis.__version__, np.__version__,
                        list(sys.version_info[:2])])
+
+
+def _read_file(path: Path, limit: int) -> bytes:
+    """The bytes of `path` if it is a regular file (not a link, FIFO or device) of at most `limit`
+    bytes; OSError or ValueError otherwise (the caller draws again, or keeps no route)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            raise ValueError(f"{path.name}: not a regular file within {limit} bytes")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"{path.name}: more than {limit} bytes")
+        return data
+    finally:
+        os.close(fd)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -158,8 +177,9 @@ def decode_examples(data: bytes) -> list:
     return [_decode_case(node) for node in doc]
 
 
-def encode_routes(routes: list, drawn: list) -> bytes:
-    """Shrink routes as JSON: a step that is one of `drawn` is kept as its index."""
+def encode_routes(routes: list, drawn: list, key: str) -> bytes:
+    """Shrink routes as JSON: a step that is one of `drawn` is kept as its index. The document
+    carries the SHA-256 of its key and routes: a file changed or cut short since is not read."""
     index = {}
     for i, case in enumerate(drawn):
         try:
@@ -173,17 +193,27 @@ def encode_routes(routes: list, drawn: list) -> bytes:
             i = index.get(encode_examples([case]))
             steps.append(["drawn", i, failed] if i is not None else ["case", _encode_case(case), failed])
         doc.append({"steps": steps, "reported": route.reported})
-    return json.dumps(doc, separators=(",", ":")).encode()
+    body = json.dumps(doc, separators=(",", ":"))
+    return json.dumps({"sha256": _routes_digest(key, body), "routes": body}, separators=(",", ":")).encode()
 
 
-def decode_routes(data: bytes, drawn: list) -> list:
-    from .shrink_routes import Route
+def _routes_digest(key: str, body: str) -> str:
+    return hashlib.sha256(f"{key}\0{body}".encode()).hexdigest()
 
-    doc = json.loads(data)
-    if not isinstance(doc, list):
+
+def decode_routes(data: bytes, drawn: list, key: str) -> list:
+    from .shrink_routes import MAX_STEPS, ROUTES_PER_CHECK, Route
+
+    outer = json.loads(data)
+    if not isinstance(outer, dict) or outer.get("sha256") != _routes_digest(key, str(outer.get("routes"))):
+        raise ValueError("routes changed since they were written")
+    doc = json.loads(outer["routes"])
+    if not isinstance(doc, list) or len(doc) > ROUTES_PER_CHECK:
         raise ValueError("not a list of routes")
     routes = []
     for node in doc:
+        if len(node["steps"]) > MAX_STEPS:
+            raise ValueError("a route longer than any walk")
         steps = []
         for kind, value, failed in node["steps"]:
             if type(failed) is not bool:
@@ -191,13 +221,21 @@ def decode_routes(data: bytes, drawn: list) -> list:
             if kind == "drawn" and type(value) is int and 0 <= value < len(drawn):
                 steps.append((drawn[value], failed))
             elif kind == "case":
-                steps.append((_decode_case(value), failed))
+                steps.append((_checked_case(_decode_case(value)), failed))
             else:
                 raise ValueError(f"not a step: {kind!r}")
         if type(node["reported"]) is not int:
             raise ValueError("not a route")
         routes.append(Route(tuple(steps), node["reported"]))
     return routes
+
+
+def _checked_case(case: Any) -> Any:
+    """`case` if it has a Case's shape (args a tuple, kwargs a dict by names, names strings)."""
+    if (type(case.args) is not tuple or type(case.kwargs) is not dict or type(case.names) is not tuple
+            or not all(type(k) is str for k in case.kwargs) or not all(type(n) is str for n in case.names)):
+        raise ValueError("not the shape of a case")
+    return case
 
 
 def _encode_case(case: Any) -> dict:

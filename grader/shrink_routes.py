@@ -24,9 +24,17 @@ from typing import Any
 
 # Kept per check: the newest routes first (a class has a few common mistakes per function).
 ROUTES_PER_CHECK = 4
+# No walk is longer (checks.SHRINK_CALL_BUDGET calls, the examples before the first failure, and
+# hypothesis' replays): a longer route read from the cache is not read.
+MAX_STEPS = 2048
+# hypothesis stops shrinking after this many seconds (its MAX_SHRINKING_SECONDS): a walk that
+# took that long may have been cut short by the clock, not by its outcomes, so it is not kept.
+try:
+    from hypothesis.internal.conjecture.engine import MAX_SHRINKING_SECONDS as SHRINK_CLOCK
+except ImportError:  # pragma: no cover - another hypothesis: its default
+    SHRINK_CLOCK = 300
 # Inputs asked in the first batch of a route; each next batch is twice as large. A batch may
-# run past the step where the route stops matching: at most that batch's inputs are asked in
-# vain (its answers are kept for hypothesis' run).
+# run past the step where the route stops matching: at most that batch's inputs are asked in vain.
 FIRST_BATCH = 16
 
 
@@ -43,37 +51,42 @@ class Route:
             raise ValueError("a route reports one of its failing steps")
 
 
-def batches(length: int, first: int = FIRST_BATCH) -> list[tuple[int, int]]:
-    """[start, end) slices of `length` steps: `first` steps, then each batch twice the last."""
-    spans, start, size = [], 0, max(1, first)
-    while start < length:
-        spans.append((start, min(length, start + size)))
-        start, size = start + size, size * 2
-    return spans
-
-
 def follow(routes: Sequence[Route], failed: Callable[[Any], bool | None],
            ask: Callable[[list[Any]], bool], first: int = FIRST_BATCH) -> Route | None:
     """The first of `routes` whose every step fails or passes as it did when it was recorded.
 
     failed(case): whether this submission fails on `case`, from answers already asked (None: not
     asked yet). ask(cases): ask the answers to `cases` in one round trip; False if that could not
-    be done (then no route is followed further). A route's steps are checked in batches
-    (`batches`), each asked before it is checked, up to its first step that differs.
+    be done (then no route is followed further). A route's steps are checked in order, those
+    already answered first (the drawn examples': a route whose known steps differ costs no round
+    trip); unknown ones are asked in batches of `first`, then twice as many each time.
     """
     for route in routes:
-        matched = True
-        for start, end in batches(len(route.steps), first):
-            span = route.steps[start:end]
-            unknown = [case for case, _ in span if failed(case) is None]
-            if unknown and not ask(unknown):
-                return None
-            if any(failed(case) is not was for case, was in span):
-                matched = False
-                break
+        matched = _matches(route, failed, ask, first)
+        if matched is None:
+            return None
         if matched:
             return route
     return None
+
+
+def _matches(route: Route, failed: Callable[[Any], bool | None], ask: Callable[[list[Any]], bool],
+             first: int) -> bool | None:
+    """Whether every step of `route` fails or passes as recorded (None: a batch could not be asked)."""
+    steps, at, size = route.steps, 0, max(1, first)
+    while at < len(steps):
+        outcome = failed(steps[at][0])
+        if outcome is None:
+            if not ask([case for case, _ in steps[at:at + size] if failed(case) is None]):
+                return None
+            size *= 2
+            outcome = failed(steps[at][0])
+            if outcome is None:  # asked, but its answer is not kept (too large, or not gradable data)
+                return False
+        if outcome is not steps[at][1]:
+            return False
+        at += 1
+    return True
 
 
 def newest_first(route: Route, kept: Sequence[Route], same: Callable[[Route, Route], bool],

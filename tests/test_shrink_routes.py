@@ -6,23 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 
 from grader.checks import Context, Failure
 from grader.examples_cache import ExamplesCache
-from grader.shrink_routes import Route, batches, follow, newest_first
+from grader.shrink_routes import Route, follow, newest_first
 
 from .conftest import InProcessStudent
 from .test_conv_step_by_step_checks import MUTANTS, REFERENCE
 
 
 # -- the pure parts ---------------------------------------------------------------------------------
-def test_batches_double_and_cover_every_step_once():
-    assert batches(0) == []
-    assert batches(5, first=2) == [(0, 2), (2, 5)]
-    assert batches(40, first=4) == [(0, 4), (4, 12), (12, 28), (28, 40)]
-
-
 def test_a_route_must_report_one_of_its_failing_steps():
     with pytest.raises(ValueError):
         Route((("a", False),), 0)
@@ -31,9 +26,11 @@ def test_a_route_must_report_one_of_its_failing_steps():
     assert Route((("a", False), ("b", True)), 1).reported == 1
 
 
-def run_follow(routes: list[Route], fails: Callable[[Any], bool], first: int = 2, ask_ok: bool = True):
-    """follow() over a submission whose outcome on each case is fails(case); what it asked, per batch."""
-    known: dict[Any, bool] = {}
+def run_follow(routes: list[Route], fails: Callable[[Any], bool], first: int = 2, ask_ok: bool = True,
+               known: dict[Any, bool] | None = None):
+    """follow() over a submission whose outcome on each case is fails(case) (`known`: those already
+    answered); what it asked, per batch."""
+    known = dict(known or {})
     asked: list[list[Any]] = []
 
     def ask(cases: list[Any]) -> bool:
@@ -58,6 +55,14 @@ def test_follow_stops_a_route_at_the_batch_where_it_differs():
     chosen, asked = run_follow([Route(steps, 99)], fails=lambda n: n != 5)
     assert chosen is None
     assert sum(map(len, asked)) == 6    # batches of 2 and 4: the one holding step 5 is the last asked
+
+
+def test_a_route_whose_answered_steps_differ_costs_no_round_trip():
+    """The drawn examples' answers are known before any route is followed: a route recorded by
+    another mistake, which failed elsewhere among them, is left without asking anything."""
+    other = Route((("drawn0", False), ("drawn1", True), ("shrunk", True)), 2)
+    chosen, asked = run_follow([other], fails=lambda n: True, known={"drawn0": True, "drawn1": True})
+    assert chosen is None and asked == []
 
 
 def test_follow_gives_up_when_the_answers_cannot_be_asked():
@@ -174,3 +179,92 @@ def test_the_answers_kept_to_match_routes_are_bounded(monkeypatch, conv_exercise
     followed = CountingStudent({**REFERENCE, "zero_pad": mistake}, tmp_path)
     assert feedback(followed, conv_exercise, kept, "zero_pad") == truth
     assert followed.trips < student.trips   # with room to keep them, the route is followed
+
+
+# -- what the data cache holds is checked before it is followed -----------------------------------
+def _routes_file(folder) -> Any:
+    files = [p for p in folder.iterdir() if p.name.endswith(".routes.json")]
+    assert len(files) == 1, files
+    return files[0]
+
+
+WIDTH = dict((p.id, p.values[1]) for p in MUTANTS)["zero_pad-wrong-pad-on-width"]
+
+
+def _zero_pad_random(exercise) -> Any:
+    return next(c for c in exercise.checks.CHECKS["zero_pad"] if c.aspect == "random inputs")
+
+
+def _graded(exercise, folder, tmp_path, function=WIDTH) -> tuple[str, int]:
+    student = CountingStudent({**REFERENCE, "zero_pad": function}, tmp_path)
+    ctx = Context(exercise.tolerance, exercise.max_examples,
+                  examples=ExamplesCache(folder, "prefix").scoped("zero_pad: random inputs"))
+    with pytest.raises(Failure) as failure:
+        _zero_pad_random(exercise).run(student, ctx)
+    return str(failure.value), student.trips
+
+
+@pytest.mark.parametrize("damage", ["routes cut short, digest kept", "one byte changed"])
+def test_a_routes_file_changed_since_it_was_written_is_not_followed(damage, conv_exercise, tmp_path):
+    import json
+
+    truth, walked = _graded(conv_exercise, tmp_path / "c", tmp_path)
+    path = _routes_file(tmp_path / "c")
+    doc = json.loads(path.read_bytes())
+    if damage == "routes cut short, digest kept":
+        routes = json.loads(doc["routes"])
+        failing = next(i for i, step in enumerate(routes[0]["steps"]) if step[2])
+        routes[0]["steps"], routes[0]["reported"] = routes[0]["steps"][:failing + 1], failing
+        doc["routes"] = json.dumps(routes)
+        path.write_text(json.dumps(doc))
+    else:
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+    said, trips = _graded(conv_exercise, tmp_path / "c", tmp_path)
+    assert said == truth
+    assert trips == walked  # hypothesis walked again: the damaged file was not read
+
+
+def test_a_kept_input_the_reference_cannot_take_makes_hypothesis_walk(conv_exercise, tmp_path):
+    """A route (with a right digest) whose step the reference raises on: the check does not error;
+    hypothesis walks, and the feedback is its own."""
+    from grader.checks import Case
+    from grader.examples_cache import encode_routes
+
+    def lenient(X, pad):  # the mistake, and an answer where the reference raises (pad < 0)
+        return X if pad < 0 else WIDTH(X, pad)
+
+    truth, walked = _graded(conv_exercise, tmp_path / "c", tmp_path, lenient)
+    path = _routes_file(tmp_path / "c")
+    bad = Case((np.zeros((1, 1, 1, 1)), -1), names=("X", "pad"))
+    path.write_bytes(encode_routes([Route(((bad, True),), 0)], [], path.name.split(".")[0]))
+    said, trips = _graded(conv_exercise, tmp_path / "c", tmp_path, lenient)
+    assert said == truth
+    assert trips == walked + 1  # the route's one batch, then hypothesis' walk
+
+
+def test_a_fifo_in_place_of_the_routes_file_is_not_waited_on(conv_exercise, tmp_path):
+    import os
+    import threading
+
+    _graded(conv_exercise, tmp_path / "c", tmp_path)
+    path = _routes_file(tmp_path / "c")
+    path.unlink()
+    os.mkfifo(path)
+    done: list[str] = []
+    worker = threading.Thread(target=lambda: done.append(_graded(conv_exercise, tmp_path / "c", tmp_path)[0]),
+                              daemon=True)
+    worker.start()
+    worker.join(60)
+    assert done, "grading waited on the FIFO"
+
+
+def test_a_walk_as_long_as_hypothesis_shrinking_clock_is_not_kept(monkeypatch, conv_exercise, tmp_path):
+    """hypothesis stops shrinking after its clock: such a walk ends where the clock stopped it, not
+    where this student's answers lead, so it must not be handed to the next student."""
+    import grader.shrink_routes as shrink_routes
+
+    monkeypatch.setattr(shrink_routes, "SHRINK_CLOCK", 0.0)
+    _graded(conv_exercise, tmp_path / "c", tmp_path)
+    assert not list((tmp_path / "c").glob("*.routes.json"))
