@@ -2,18 +2,21 @@
 
 hypothesis shrinks a failure by trying smaller inputs one after another; which input it tries
 next depends only on whether the earlier ones failed (same seed, settings and strategy: the
-property checks' PROPERTY_SEED). A route is that sequence as one grading saw it: every input the
-check tried, in order, whether it failed, and which one was reported. For a later submission,
-if its answers fail and pass at exactly the same steps, hypothesis would walk exactly that route
-and report the same input: so the route's inputs are asked in a few batches (one kernel round
-trip each, instead of one per input, and no hypothesis run), every step's outcome is compared,
-and only a route that matches at every step is taken. The first step that differs ends the
-route; the check then runs hypothesis as before (answers already asked are not asked again).
+property checks' PROPERTY_SEED), as long as its shrinking clock (SHRINK_CLOCK) does not stop it.
+A route is that sequence as one grading saw it: every input the check tried, in order, whether
+it failed, and which one was reported. For a later submission, if its answers fail and pass at
+exactly the same steps, hypothesis would walk exactly that route and report the same input: so
+the route's inputs are asked in a few batches (one kernel round trip each, instead of one per
+input, and no hypothesis run), every step's outcome is compared, and only a route that matches
+at every step is taken. The first step that differs ends the route; the check then runs
+hypothesis as it would without routes, asking every input anew.
 
-A route never decides a verdict or an example by itself: each step is this submission's own
-answer, compared here with the reference. Routes are kept in the data cache beside the drawn
-examples (examples_cache.ExamplesCache.routes), under the same key (hypothesis, grader,
-exercise and library versions): a route from another version is never read.
+A route never decides a verdict by itself, and for a function that answers each input the same
+way it gives the example hypothesis would: each step is this submission's own answer, compared
+here with the reference. Routes are kept in the data cache beside the drawn examples
+(examples_cache.ExamplesCache.routes), under the same key (hypothesis, grader, exercise and
+library versions): a route from another version is never read, nor one changed since it was
+written (its digest), nor a walk hypothesis' clock may have cut short (never kept).
 """
 
 from __future__ import annotations
