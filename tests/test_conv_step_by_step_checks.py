@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from itertools import takewhile
 from typing import Any
 
@@ -30,11 +31,13 @@ REFERENCE = {name: getattr(ref, name) for name in ref.__all__}
 
 
 def run_checks(student: Any, exercise: Any, ctx: Context, item: str) -> dict[str, str | None]:
-    """aspect -> feedback of every check of `item` (None where the check passed)."""
+    """aspect -> feedback of every check of `item` (None where the check passed). A context with
+    an examples cache gives each check its own scope of it, as the grader's runner does."""
     outcome: dict[str, str | None] = {}
     for check in exercise.checks.CHECKS[item]:
+        scoped = ctx if ctx.examples is None else replace(ctx, examples=ctx.examples.scoped(f"{item}: {check.aspect}"))
         try:
-            check.run(student, ctx)
+            check.run(student, scoped)
             outcome[check.aspect] = None
         except Failure as exc:
             outcome[check.aspect] = str(exc)

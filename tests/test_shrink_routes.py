@@ -15,6 +15,7 @@ from grader.shrink_routes import Route, follow, newest_first
 
 from .conftest import InProcessStudent
 from .test_conv_step_by_step_checks import MUTANTS, REFERENCE
+from .test_conv_step_by_step_checks import run_checks as feedback
 
 
 # -- the pure parts ---------------------------------------------------------------------------------
@@ -91,19 +92,6 @@ class CountingStudent(InProcessStudent):
     def call_many(self, function: str, calls: list) -> list:
         self.trips += 1
         return [super(CountingStudent, self).call(function, args, kwargs) for args, kwargs in calls]
-
-
-def feedback(student: Any, exercise: Any, ctx: Context, item: str) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for check in exercise.checks.CHECKS[item]:
-        scoped = ctx if ctx.examples is None else Context(ctx.tolerance, ctx.max_examples,
-                                                           examples=ctx.examples.scoped(f"{item}: {check.aspect}"))
-        try:
-            check.run(student, scoped)
-            out[check.aspect] = None
-        except Failure as exc:
-            out[check.aspect] = str(exc)
-    return out
 
 
 # Mistakes of one function that shrink along different routes (and one that raises).
