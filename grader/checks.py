@@ -495,6 +495,8 @@ MEMO_ENTRIES = 1024
 MEMO_INPUT_BYTES = MEMO_ANSWER_BYTES = 2**20
 # The student's answers one check keeps to match a shrink route against (inputs and answers).
 KNOWN_BYTES = 32 * 2**20
+# A route's batch is asked only if, at the pace of the latest batch, it takes at most this long.
+ROUTE_BATCH_SECONDS = 2.0
 
 
 def content_key(case: Case) -> bytes | None:
@@ -518,9 +520,9 @@ def _answer_bytes(value: Any) -> int:
     if isinstance(value, StudentException):
         return 64 + len(value.type) + len(value.message) + len(value.traceback)
     if isinstance(value, tuple | list):
-        return sum(_answer_bytes(v) for v in value)
+        return 64 + sum(_answer_bytes(v) for v in value)
     if isinstance(value, dict):
-        return sum(_answer_bytes(v) for v in value.values())
+        return 64 + sum(_answer_bytes(k) + _answer_bytes(v) for k, v in value.items())
     return 64
 
 
@@ -662,14 +664,16 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
             draw = lambda: draw_examples(cases, count)  # noqa: E731
             drawn_memo[count] = ctx.examples.drawn(cases, count, draw) if ctx.examples is not None else draw()
         drawn = drawn_memo[count]
+        asked_at = time.perf_counter()
         answers = ask_many(drawn)
+        pace = (time.perf_counter() - asked_at) / max(1, len(drawn))   # seconds per input, as asked
         batch_failure: tuple[str, Case, Any] | str | None = ""
         if answers is not None:
             batch_failure = first_disagreement(drawn, answers)
             if batch_failure is None:
                 return
             remember(drawn, answers)
-        _shrink(cases, count, drawn, one, judged, confirmed, ctx, known, remember, ask_many)
+        _shrink(cases, count, drawn, one, judged, confirmed, ctx, known, remember, ask_many, pace)
         if batch_failure:  # not reproduced call by call (a stateful function?): report it as found
             raise confirmed(*batch_failure)
 
@@ -677,7 +681,7 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
                 judged: Callable[[Case, Any], None],
                 confirmed: Callable[[str, Case, Any], Failure], ctx: Context, known: dict[bytes, Any],
                 remember: Callable[[Sequence[Case], Sequence[Any]], None],
-                ask_many: Callable[[Sequence[Case]], list[Any] | None]) -> None:
+                ask_many: Callable[[Sequence[Case]], list[Any] | None], pace: float) -> None:
         """Find the failure again and shrink it (raises the Failure to report): along a kept
         shrink route this submission's answers match at every step (shrink_routes.py), else by
         hypothesis, call by call (the walk is then kept as a route for the next submission)."""
@@ -691,8 +695,16 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
                 return True
             return False
 
+        speed = [pace]  # seconds per input of the latest batch
+
         def ask(batch: list[Case]) -> bool:
+            """Ask `batch` if at its pace it takes at most ROUTE_BATCH_SECONDS: a slow function
+            is not asked a route's inputs (its walk would not ask them all; time is the student's)."""
+            if speed[0] * len(batch) > ROUTE_BATCH_SECONDS:
+                return False
+            asked_at = time.perf_counter()
             answers = ask_many(batch)
+            speed[0] = (time.perf_counter() - asked_at) / max(1, len(batch))
             if answers is not None:
                 remember(batch, answers)
             return answers is not None

@@ -179,7 +179,8 @@ def decode_examples(data: bytes) -> list:
 
 def encode_routes(routes: list, drawn: list, key: str) -> bytes:
     """Shrink routes as JSON: a step that is one of `drawn` is kept as its index. The document
-    carries the SHA-256 of its key and routes: a file changed or cut short since is not read."""
+    carries the SHA-256 of its key, the drawn examples and the routes: a file changed or cut short
+    since, or read beside drawn examples other than those it was written with, is not read."""
     index = {}
     for i, case in enumerate(drawn):
         try:
@@ -194,18 +195,21 @@ def encode_routes(routes: list, drawn: list, key: str) -> bytes:
             steps.append(["drawn", i, failed] if i is not None else ["case", _encode_case(case), failed])
         doc.append({"steps": steps, "reported": route.reported})
     body = json.dumps(doc, separators=(",", ":"))
-    return json.dumps({"sha256": _routes_digest(key, body), "routes": body}, separators=(",", ":")).encode()
+    return json.dumps({"sha256": _routes_digest(key, body, drawn), "routes": body}, separators=(",", ":")).encode()
 
 
-def _routes_digest(key: str, body: str) -> str:
-    return hashlib.sha256(f"{key}\0{body}".encode()).hexdigest()
+def _routes_digest(key: str, body: str, drawn: list) -> str:
+    """Over the key, the routes and the drawn examples their steps name by index (encoded: an
+    example that cannot be encoded raises Uncacheable, and its check keeps no routes)."""
+    examples = hashlib.sha256(encode_examples(drawn)).hexdigest()
+    return hashlib.sha256(f"{key}\0{examples}\0{body}".encode()).hexdigest()
 
 
 def decode_routes(data: bytes, drawn: list, key: str) -> list:
     from .shrink_routes import MAX_STEPS, ROUTES_PER_CHECK, Route
 
     outer = json.loads(data)
-    if not isinstance(outer, dict) or outer.get("sha256") != _routes_digest(key, str(outer.get("routes"))):
+    if not isinstance(outer, dict) or outer.get("sha256") != _routes_digest(key, str(outer.get("routes")), drawn):
         raise ValueError("routes changed since they were written")
     doc = json.loads(outer["routes"])
     if not isinstance(doc, list) or len(doc) > ROUTES_PER_CHECK:

@@ -60,9 +60,10 @@ def follow(routes: Sequence[Route], failed: Callable[[Any], bool | None],
 
     failed(case): whether this submission fails on `case`, from answers already asked (None: not
     asked yet). ask(cases): ask the answers to `cases` in one round trip; False if that could not
-    be done (then no route is followed further). A route's steps are checked in order, those
-    already answered first (the drawn examples': a route whose known steps differ costs no round
-    trip); unknown ones are asked in batches of `first`, then twice as many each time.
+    be done (then no route is followed further). A route's steps are checked in order; from the
+    first one not yet answered, the next `first` unanswered steps are asked in one batch, then
+    twice as many each time. A route that differs at an answered step before any unanswered one
+    (e.g. among the drawn examples, answered first) costs no round trip.
     """
     for route in routes:
         matched = _matches(route, failed, ask, first)

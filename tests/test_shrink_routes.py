@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from grader.checks import Context, Failure
+from grader.checks import Case, Context, Failure, draw_examples
 from grader.examples_cache import ExamplesCache
 from grader.shrink_routes import Route, follow, newest_first
 
@@ -217,7 +217,6 @@ def test_a_routes_file_changed_since_it_was_written_is_not_followed(damage, conv
 def test_a_kept_input_the_reference_cannot_take_makes_hypothesis_walk(conv_exercise, tmp_path):
     """A route (with a right digest) whose step the reference raises on: the check does not error;
     hypothesis walks, and the feedback is its own."""
-    from grader.checks import Case
     from grader.examples_cache import encode_routes
 
     def lenient(X, pad):  # the mistake, and an answer where the reference raises (pad < 0)
@@ -226,7 +225,8 @@ def test_a_kept_input_the_reference_cannot_take_makes_hypothesis_walk(conv_exerc
     truth, walked = _graded(conv_exercise, tmp_path / "c", tmp_path, lenient)
     path = _routes_file(tmp_path / "c")
     bad = Case((np.zeros((1, 1, 1, 1)), -1), names=("X", "pad"))
-    path.write_bytes(encode_routes([Route(((bad, True),), 0)], [], path.name.split(".")[0]))
+    drawn = draw_examples(conv_exercise.checks.zero_pad_cases(), conv_exercise.max_examples)
+    path.write_bytes(encode_routes([Route(((bad, True),), 0)], drawn, path.name.split(".")[0]))
     said, trips = _graded(conv_exercise, tmp_path / "c", tmp_path, lenient)
     assert said == truth
     assert trips == walked + 1  # the route's one batch, then hypothesis' walk
@@ -256,3 +256,37 @@ def test_a_walk_as_long_as_hypothesis_shrinking_clock_is_not_kept(monkeypatch, c
     monkeypatch.setattr(shrink_routes, "SHRINK_CLOCK", 0.0)
     _graded(conv_exercise, tmp_path / "c", tmp_path)
     assert not list((tmp_path / "c").glob("*.routes.json"))
+
+
+def test_routes_are_not_read_beside_other_drawn_examples(tmp_path):
+    """Routes name drawn examples by index: read beside drawn examples other than those they were
+    kept with (the examples file changed), they are not read."""
+    strategy = object()
+    drawn = [Case((np.zeros(2), 0), names=("x", "n")), Case((np.ones(2), 1), names=("x", "n"))]
+    route = Route(((drawn[0], False), (drawn[1], True)), 1)
+    cache = ExamplesCache(tmp_path, "p").scoped("i: a")
+    cache.keep_routes(strategy, 2, [route], drawn)
+    assert [r.reported for r in cache.routes(strategy, 2, drawn)] == [1]
+    changed = [drawn[0], Case((np.full(2, 7.0), 1), names=("x", "n"))]
+    assert cache.routes(strategy, 2, changed) == []
+
+
+def test_a_slow_function_is_not_asked_a_routes_inputs(monkeypatch, conv_exercise, tmp_path):
+    """Route batches are asked only while quick (ROUTE_BATCH_SECONDS at the pace of the latest
+    batch): time is the student's, and a slow function's walk would not ask them all."""
+    import grader.checks as checks
+
+    truth, walked = _graded(conv_exercise, tmp_path / "c", tmp_path)
+    monkeypatch.setattr(checks, "ROUTE_BATCH_SECONDS", 0.0)
+    said, trips = _graded(conv_exercise, tmp_path / "c", tmp_path)
+    assert said == truth and trips == walked   # no route batch: hypothesis walked
+    monkeypatch.setattr(checks, "ROUTE_BATCH_SECONDS", 2.0)
+    said, trips = _graded(conv_exercise, tmp_path / "c", tmp_path)
+    assert said == truth and trips < walked
+
+
+def test_kept_answers_are_counted_with_their_containers_and_keys():
+    from grader.checks import _answer_bytes
+
+    assert _answer_bytes([[]] * 1000) >= 64 * 1000
+    assert _answer_bytes({"k" * 10_000: 0}) >= 10_000
