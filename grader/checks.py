@@ -697,9 +697,13 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
 
         speed = [pace]  # seconds per input of the latest batch
 
-        def ask(batch: list[Case]) -> bool:
-            """Ask `batch` if at its pace it takes at most ROUTE_BATCH_SECONDS: a slow function
-            is not asked a route's inputs (its walk would not ask them all; time is the student's)."""
+        def ask(cases: list[Case]) -> bool:
+            """Ask those of `cases` not asked yet, if at the latest pace that takes at most
+            ROUTE_BATCH_SECONDS: a slow function is not asked a route's inputs (its own walk would
+            not ask them all; time is the student's)."""
+            batch = [case for case in cases if (key := content_key(case)) is not None and key not in known]
+            if not batch:
+                return True
             if speed[0] * len(batch) > ROUTE_BATCH_SECONDS:
                 return False
             asked_at = time.perf_counter()

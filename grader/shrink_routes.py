@@ -59,10 +59,10 @@ def follow(routes: Sequence[Route], failed: Callable[[Any], bool | None],
     """The first of `routes` whose every step fails or passes as it did when it was recorded.
 
     failed(case): whether this submission fails on `case`, from answers already asked (None: not
-    asked yet). ask(cases): ask the answers to `cases` in one round trip; False if that could not
-    be done (then no route is followed further). A route's steps are checked in order; from the
-    first one not yet answered, the next `first` unanswered steps are asked in one batch, then
-    twice as many each time. A route that differs at an answered step before any unanswered one
+    asked yet). ask(cases): ask those of `cases` not asked yet, in one round trip; False if that
+    could not be done (then no route is followed further). A route's steps are checked in order;
+    from the first one not yet answered, the next `first` steps are given to ask(), then twice
+    as many each time. A route that differs at an answered step before any unanswered one
     (e.g. among the drawn examples, answered first) costs no round trip.
     """
     for route in routes:
@@ -81,7 +81,7 @@ def _matches(route: Route, failed: Callable[[Any], bool | None], ask: Callable[[
     while at < len(steps):
         outcome = failed(steps[at][0])
         if outcome is None:
-            if not ask([case for case, _ in steps[at:at + size] if failed(case) is None]):
+            if not ask([case for case, _ in steps[at:at + size]]):
                 return None
             size *= 2
             outcome = failed(steps[at][0])

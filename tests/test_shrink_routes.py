@@ -35,7 +35,8 @@ def run_follow(routes: list[Route], fails: Callable[[Any], bool], first: int = 2
     asked: list[list[Any]] = []
 
     def ask(cases: list[Any]) -> bool:
-        asked.append(list(cases))
+        cases = [case for case in cases if case not in known]
+        asked.append(cases)
         if ask_ok:
             known.update((case, fails(case)) for case in cases)
         return ask_ok
