@@ -22,6 +22,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from common import HELPERS, ROOT, make_class, timed, write_section
+from make_test_cpu import cpu_seconds
 
 
 def bare_nbclient(paths: list[Path], scratch: Path) -> None:
@@ -55,7 +56,10 @@ def main() -> None:
         cache = tmp / "cache"   # a data cache of its own: the first run starts from nothing
         t_cold = timed(lambda: grade(tmp / "class", tmp / "first.sqlite", args.jobs, cache))
         book = tmp / "grades.sqlite"
+        before = cpu_seconds(Path("/proc/stat").read_text())
         t_batch = timed(lambda: grade(tmp / "class", book, args.jobs, cache))
+        after = cpu_seconds(Path("/proc/stat").read_text())
+        busy, idle = after[0] - before[0], after[1] - before[1]
         t_noop = timed(lambda: grade(tmp / "class", book, args.jobs, cache))
         changed = paths[0]
         changed.write_text(changed.read_text().replace('"cells": [', '"cells": [{"cell_type": "markdown", '
@@ -77,7 +81,8 @@ from an empty data cache (`CONVGRADE_CACHE` set to a new folder): it draws the p
 examples, builds matplotlib's font list and walks every shrink with hypothesis; the second grades
 every notebook again (a new gradebook) with what the first kept, as a course's later batches
 would. The unchanged rerun only hashes the files and reads the gradebook; the one-notebook rerun
-grades exactly one submission.
+grades exactly one submission. During the second run the machine's CPUs were busy {busy:.1f} s and
+idle {idle:.1f} s ({100 * busy / max(busy + idle, 1e-9):.0f}% busy; /proc/stat, every process counted).
 """
     print(body)
     write_section("Batch grading vs bare nbclient (issue 6)", body,
