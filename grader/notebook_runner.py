@@ -40,6 +40,10 @@ MAX_QUEUED_MESSAGES = 16
 # most this long (a kernel that floods iopub cannot keep the grader draining).
 DRAIN_MESSAGES = 2 * MAX_QUEUED_MESSAGES
 DRAIN_SECONDS = 0.25
+# A first start that fails (no code of the submission has run yet) is tried again this many times
+# in all; the kernel's log's last bytes go into the error when every attempt failed.
+START_ATTEMPTS = 2
+LOG_TAIL_BYTES = 600
 
 
 @dataclass
@@ -212,6 +216,7 @@ class NotebookRunner:
         self.prelude = (NOTEBOOK_PATH, *prelude)
         self.skip = cells_to_skip(nb, [re.compile(pattern) for pattern in skip_cells], needed)
         self.restarts = 0
+        self.start_notes: list[str] = []   # a first start that had to be tried again
         self.output = OutputBudget(int(limits.output_mb * 1024 * 1024))
         self._clean_cells: list[int] = []
         self._client: NotebookClient | None = None
@@ -235,7 +240,33 @@ class NotebookRunner:
         return cap if self._deadline is None else min(cap, self._deadline - time.monotonic())
 
     def start(self) -> None:
-        """Start the kernel in its sandbox, connect to it, and run the prelude."""
+        """Start the kernel in its sandbox, connect to it, and run the prelude.
+
+        The first start is tried START_ATTEMPTS times: until the prelude has run, no code of the
+        submission has (its cells run later; its files are the grader's copies), so a kernel that
+        dies or stalls here failed for the machine's reasons (a loaded machine, a start that lost
+        a race), not the student's. A start that fails every time raises RuntimeError with the
+        kernel's last words (its log), which the grader records as its own fault.
+        """
+        causes: list[str] = []
+        for attempt in range(START_ATTEMPTS):
+            try:
+                self._start()
+            except RuntimeError as exc:
+                tail = self.sandbox.log_tail(LOG_TAIL_BYTES)
+                self.stop()
+                causes.append(f"{exc}" + (f" (its log ends: {tail})" if tail else ""))
+                if attempt + 1 == START_ATTEMPTS:
+                    raise RuntimeError(f"the kernel failed to start {START_ATTEMPTS} times: "
+                                       + "; ".join(causes)) from None
+                continue
+            if causes:
+                self.start_notes.append(f"the kernel failed to start ({causes[0]}) and was started again "
+                                        "before any of the notebook's code ran")
+            return
+
+    def _start(self) -> None:
+        """One start: the kernel in its sandbox, its sockets sealed, the client ready, the prelude run."""
         km, start_kwargs = self.sandbox.kernel_manager()
         self._km = km
         _bound_messages(km.context)
@@ -296,7 +327,7 @@ class NotebookRunner:
         try:
             if self._left(1.0) < 1.0:
                 raise TimeoutError("no time was left to restart it")
-            self.start()
+            self._start()
             for index in self._clean_cells:
                 left = self._left(self.limits.cell_timeout)
                 if left < 1:
@@ -356,7 +387,7 @@ class NotebookRunner:
     # -- the notebook ---------------------------------------------------------------------
     def run_notebook(self) -> NotebookRun:
         """Run every code cell in order, within the per-cell and per-notebook time limits."""
-        run = NotebookRun()
+        run = NotebookRun(notes=list(self.start_notes))
         deadline = self._deadline = time.monotonic() + self.limits.notebook_timeout
         for index, cell in enumerate(self.nb.cells):
             if cell.cell_type != "code" or not cell.source.strip():

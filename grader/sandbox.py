@@ -367,6 +367,8 @@ class Sandbox:
         fd = os.open(scratch / "kernel.log", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW
                      | os.O_CLOEXEC, 0o600)
         self.log: IO[bytes] = os.fdopen(fd, "ab")
+        # Read back through a descriptor of its own, opened now, for the error of a start that failed.
+        self._log_reader = os.open(scratch / "kernel.log", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         self.relay = ChannelRelay(channel_caps(limits), on_exceeded=self._messages_over).start()
 
     def kernel_manager(self) -> tuple[WrappedKernelManager, dict[str, Any]]:
@@ -521,9 +523,19 @@ class Sandbox:
         ipc = Path(km.connection_file).parent
         return all((ipc / name).exists() for name in _socket_names(km).values())
 
+    def log_tail(self, limit: int) -> str:
+        """The kernel log's last `limit` bytes (every start so far), as one line of plain text."""
+        try:
+            size = os.fstat(self._log_reader).st_size
+            data = os.pread(self._log_reader, limit, max(0, size - limit))
+        except OSError:
+            return ""
+        return " ".join(data.decode("utf-8", "replace").split())
+
     def close(self) -> None:
         self.release()
         self.relay.close()
         self.log.close()
+        os.close(self._log_reader)
         if self._ipc_root != self.scratch:
             remove_tree(self._ipc_root)
