@@ -52,7 +52,7 @@ class MessageFilter:
 
     def __init__(self, message_limit: int = MESSAGE_LIMIT):
         self.message_limit = message_limit
-        self.dropped = 0                 # messages dropped for their size
+        self.dropped = 0                 # messages dropped for their size (from the part that passed it)
         self._greeting = bytearray()
         self._head = bytearray()         # the frame header being read
         self._body_left = 0              # bytes of the current frame's body still to come
@@ -114,7 +114,10 @@ class MessageFilter:
         else:
             self._charged += FRAME_CHARGE + size
             if self._charged > self.message_limit and not self._dropping:
+                # counted now, not at its last part: a message still arriving when the notebook's
+                # run ends (millions of parts) is among the run's notes all the same
                 self._dropping = True
+                self.dropped += 1
                 self._message = bytearray()
             if not self._dropping:
                 self._message += head
@@ -124,9 +127,7 @@ class MessageFilter:
     def _end_frame(self, out: bytearray) -> None:
         if self._flags & (FLAG_COMMAND | FLAG_MORE):
             return
-        if self._dropping:
-            self.dropped += 1
-        else:
+        if not self._dropping:
             out += self._message
         self._message, self._charged, self._dropping = bytearray(), 0, False
 

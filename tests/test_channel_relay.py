@@ -231,6 +231,17 @@ def test_the_filter_passes_the_same_bytes_however_they_are_split():
     assert split.dropped == 1
 
 
+def test_a_message_is_counted_as_dropped_from_the_part_that_passed_the_limit():
+    """Not at its last part, which may come long after (or never, within the notebook's run)."""
+    message = MessageFilter(message_limit=1000)
+    out, _ = message.feed(GREETING + frame(b"a" * 600, more=True))
+    assert out == GREETING and message.dropped == 0
+    out, _ = message.feed(frame(b"b" * 600, more=True))
+    assert out == b"" and message.dropped == 1
+    out, _ = message.feed(frame(b"c", more=True) + frame(b"d") + frame(b"next"))
+    assert out == frame(b"next") and message.dropped == 1
+
+
 @pytest.mark.parametrize("stream", [
     b"GET / HTTP/1.1\r\n" + bytes(64),                            # not ZMTP at all
     GREETING[:10] + b"\x02" + GREETING[11:],                      # ZMTP 2
