@@ -153,7 +153,8 @@ def grade_one(settings: RunSettings, path: str, student: str) -> SubmissionResul
     from .grading import grade_submission
 
     exercise, here = _prepared(settings)
-    result = grade_submission(Path(path), exercise, here, models=_model_worker(settings))
+    result = grade_submission(Path(path), exercise, here, models=_model_worker(settings),
+                              forks=_fork_server(settings))
     result.student = student
     return result
 
@@ -176,6 +177,21 @@ def _model_worker(settings: RunSettings):
     worker = model_worker_for(exercise, here)
     multiprocessing.util.Finalize(worker, worker.close, exitpriority=10)
     return worker
+
+
+@lru_cache(maxsize=2)
+def _fork_server(settings: RunSettings):
+    """This process's fork server for these settings' kernels (fork_server.py; its zygote starts
+    with the first kernel), or None; closed when the process ends."""
+    import multiprocessing.util
+
+    from .grading import fork_server_for
+
+    exercise, here = _prepared(settings)
+    forks = fork_server_for(exercise, here)
+    if forks is not None:
+        multiprocessing.util.Finalize(forks, forks.close, exitpriority=10)
+    return forks
 
 
 def local_executor(jobs: int, fork: bool = False) -> Executor:

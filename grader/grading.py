@@ -26,14 +26,16 @@ from .notebook_runner import NotebookRun
 from .device import device_files, environment
 from .device import kernel_env as device_env
 from .results import GRADER_FAULT, SubmissionResult, TestResult
-from .sandbox import KERNEL_HOME, MPL_FOLDER, SUBMISSION_NAME, Sandbox
+from .fork_server import ForkServer
+from .sandbox import KERNEL_HOME, MPL_FOLDER, SUBMISSION_NAME, Sandbox, kernel_environment
 from .scratch import make_scratch
 from .settings import RunSettings, build_settings
 from .spec import Exercise, Item
 
 
 def grade_submission(path: Path, exercise: Exercise, settings: RunSettings | None = None, *,
-                     models: ModelWorker | None = None, **options: Any) -> SubmissionResult:
+                     models: ModelWorker | None = None, forks: ForkServer | None = None,
+                     **options: Any) -> SubmissionResult:
     """Grade one notebook; never raises for anything the submission does.
 
     settings: the run's (settings.build_settings: sandbox, limits, device, tolerances, data and
@@ -41,6 +43,8 @@ def grade_submission(path: Path, exercise: Exercise, settings: RunSettings | Non
     (build_settings' keywords; the defaults: bwrap, the spec's limits, cpu, the stand-ins).
     models: the model worker to build the student's models in (model_worker_for; one serves many
     submissions); None: one is started for this submission if the exercise needs it, and closed.
+    forks: the fork server the kernel is forked from (fork_server_for; one serves many
+    submissions); None: one is made for this submission if the exercise preloads modules, and closed.
     """
     if settings is None:
         settings = build_settings(exercise, **options)
@@ -63,11 +67,18 @@ def grade_submission(path: Path, exercise: Exercise, settings: RunSettings | Non
     own_worker = models is None or not _has_trusted_layers(models, exercise)
     if own_worker:  # (also when the worker given cannot rebuild this version's own layers)
         models = model_worker_for(exercise, settings)
+    own_forks = forks is None
+    if own_forks:
+        forks = fork_server_for(exercise, settings)
+    if forks is not None:
+        forks.prestart()   # its imports overlap the notebook's preparation and bwrap's start
     try:
-        return _grade(path, nb, exercise, settings, models, started)
+        return _grade(path, nb, exercise, settings, models, started, forks)
     finally:
         if own_worker and models is not None:
             models.close()
+        if own_forks and forks is not None:
+            forks.close()
 
 
 def examples_cache_for(exercise: Exercise, settings: RunSettings) -> ExamplesCache:
@@ -93,8 +104,34 @@ def model_worker_for(exercise: Exercise, settings: RunSettings) -> ModelWorker:
                                       {v.name: v.trusted_layers for v in exercise.variants if v.trusted_layers}))
 
 
+def fork_server_for(exercise: Exercise, settings: RunSettings) -> ForkServer | None:
+    """A fork server for the kernels of `exercise` (fork_server.py; started at its first kernel),
+    or None where kernels start as new processes: no [kernel] preload, no bwrap, not root, or no
+    font list for the preloaded matplotlib (font_cache.py)."""
+    # As root only for now: the ordinary user's path (the fork joins bwrap's user namespace, then
+    # drops the capabilities it gets there) is written but has not run on a test machine yet.
+    if not exercise.kernel_preload or settings.sandbox != "bwrap" or os.geteuid() != 0:
+        return None
+    fonts = font_cache.font_list(spec.DATA_CACHE)
+    if fonts is None:
+        return None
+    return ForkServer(_zygote_env(exercise, settings, fonts.parent), exercise.kernel_preload, fonts.parent)
+
+
+def _zygote_env(exercise: Exercise, settings: RunSettings, mpl_folder: Path) -> dict[str, str]:
+    return {**kernel_environment(True, {**exercise.kernel_env, **device_env(settings.device)}),
+            "MPLCONFIGDIR": str(mpl_folder)}
+
+
+def _suits(forks: ForkServer | None, exercise: Exercise, settings: RunSettings) -> ForkServer | None:
+    """`forks` if its zygote was made for this (version of the) exercise's kernels, else None."""
+    if forks is None or forks.broken or forks.preload != exercise.kernel_preload or settings.sandbox != "bwrap":
+        return None
+    return forks if forks.env == _zygote_env(exercise, settings, forks.mpl_folder) else None
+
+
 def _grade(path: Path, nb, exercise: Exercise, settings: RunSettings, models: ModelWorker | None,
-           started: float) -> SubmissionResult:
+           started: float, forks: ForkServer | None = None) -> SubmissionResult:
     sandbox, limits, device, public_only = settings.sandbox, settings.limits, settings.device, settings.public_only
     data_dir, files = settings.data, settings.files()
     if models is not None and exercise.recipes is not None:
@@ -112,7 +149,8 @@ def _grade(path: Path, nb, exercise: Exercise, settings: RunSettings, models: Mo
             clock = time.monotonic()
             _prepare(scratch, exercise, nb, data_dir, files)
             box = Sandbox(sandbox, scratch, limits, {**exercise.kernel_env, **device_env(device)},
-                          device_files(device), watch_disk=not space.limited)
+                          device_files(device), watch_disk=not space.limited,
+                          forks=_suits(forks, exercise, settings))
             needed = tuple(name for item in exercise.items for name in item.required)
             with KernelSession(nb, box, limits, exercise.prelude, skip_cells=exercise.skip_cells,
                                needed=needed) as kernel:

@@ -254,6 +254,8 @@ class NotebookRunner:
                 self._start()
             except RuntimeError as exc:
                 tail = self.sandbox.log_tail(LOG_TAIL_BYTES)
+                if self.sandbox.forking_failed(exc):   # the next attempt starts an ordinary kernel
+                    exc = RuntimeError(f"{exc}; forking the kernel failed")
                 self.stop()
                 causes.append(f"{exc}" + (f" (its log ends: {tail})" if tail else ""))
                 if attempt + 1 == START_ATTEMPTS:
@@ -272,6 +274,7 @@ class NotebookRunner:
         _bound_messages(km.context)
         run_sync(km.start_kernel)(**start_kwargs)
         self.sandbox.watch(km.provisioner.process.pid)
+        self.sandbox.attach(km)   # a forked kernel: into bwrap's sandbox now
         startup = self._left(60)
         until = time.monotonic() + startup
         while not self.sandbox.sockets_ready(km):  # connect only to what this start's kernel bound
@@ -449,7 +452,7 @@ class NotebookRunner:
 
     def _death_cause(self) -> str:
         proc = getattr(getattr(self._km, "provisioner", None), "process", None)
-        code = proc.poll() if proc is not None else None
+        code = self.sandbox.kernel_exit_code(proc.poll() if proc is not None else None)
         if self.sandbox.disk_exceeded:
             return f"killed: the submission's files passed the disk limit ({self.limits.disk_mb} MB)"
         if self.sandbox.messages_exceeded:

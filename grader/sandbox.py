@@ -47,12 +47,13 @@ import sys
 import sysconfig
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, IO
 
 from jupyter_client.manager import AsyncKernelManager
 
-from . import cgroups, seccomp
+from . import cgroups, fork_server, seccomp
 from .channel_relay import MESSAGE_LIMIT, PENDING_LIMIT, ChannelRelay
 from .scratch import remove_tree, usage
 from .spec import Limits
@@ -119,6 +120,47 @@ def rlimit_args(limits: Limits, *, processes: bool, cpu: bool = True) -> list[st
     return args + [f"--nproc={limits.processes}"] if processes else args
 
 
+_RLIMITS = {"as": "RLIMIT_AS", "fsize": "RLIMIT_FSIZE", "nofile": "RLIMIT_NOFILE", "core": "RLIMIT_CORE",
+            "cpu": "RLIMIT_CPU", "nproc": "RLIMIT_NPROC"}
+
+
+def rlimit_values(limits: Limits, *, processes: bool) -> list[tuple[str, int, int]]:
+    """rlimit_args as (resource's name, soft, hard): what a forked kernel sets itself."""
+    values = []
+    for arg in rlimit_args(limits, processes=processes):
+        key, value = arg[2:].split("=")
+        values.append((_RLIMITS[key], int(value), int(value)))
+    return values
+
+
+def _cmdline(pid: int) -> tuple[str, ...]:
+    try:
+        return tuple(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1])
+    except OSError:
+        return ()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _find_anchor(top: int, timeout: float) -> int:
+    """The process under `top` (bwrap, at most three levels down) running fork_server.ANCHOR."""
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        level = [top]
+        for _ in range(3):
+            level = [child for pid in level for child in _children(pid)]
+            found = [pid for pid in level if _cmdline(pid) == fork_server.ANCHOR]
+            if found:
+                return found[0]
+        time.sleep(0.002)
+    raise fork_server.ForkServerError("the sandbox's placeholder process did not start")
+
+
 def channel_caps(limits: Limits) -> dict[str, int]:
     """What the kernel may send the grader on each channel in a whole session (every start and
     replay), charged as the relay charges (bytes, and each message part's record): the outputs
@@ -159,6 +201,7 @@ class WrappedKernelManager(AsyncKernelManager):
     wrapper: list[str] = []
     kernel_owner: int | None = None
     relay_ip: str | None = None
+    anchor: bool = False       # run fork_server.ANCHOR in the sandbox; the kernel is forked into it
 
     def _make_url(self, channel: str) -> str:
         if self.relay_ip is None:
@@ -175,7 +218,7 @@ class WrappedKernelManager(AsyncKernelManager):
         cmd = super().format_kernel_cmd(extra_arguments)
         if self.kernel_owner is not None:
             os.chown(self.connection_file, self.kernel_owner, self.kernel_owner, follow_symlinks=False)
-        return [*self.wrapper, *cmd]
+        return [*self.wrapper, *(fork_server.ANCHOR if self.anchor else cmd)]
 
 
 def kernel_environment(sandboxed: bool, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -305,9 +348,10 @@ class Sandbox:
     """
 
     def __init__(self, mode: str, scratch: Path, limits: Limits, extra_env: dict[str, str] | None = None,
-                 devices: list[str] = (), watch_disk: bool = False):
+                 devices: list[str] = (), watch_disk: bool = False, forks: fork_server.ForkServer | None = None):
         """watch_disk: the scratch folder is not a filesystem of its own size (no root): a watchdog
-        polls its size and kills the sandbox once it passes disk_mb."""
+        polls its size and kills the sandbox once it passes disk_mb. forks: kernels are forked
+        from this fork server into the sandbox (bwrap only; fork_server.py), not started anew."""
         check_available(mode)
         self.scratch = scratch
         self.workdir = scratch / "work"
@@ -326,8 +370,13 @@ class Sandbox:
         as_root = os.geteuid() == 0
         self.kernel_owner = NOBODY if self.sandboxed and as_root else None
         # matplotlib's folder in the home, where the grader puts the machine's font list (font_cache.py)
+        self.forks = forks if self.sandboxed else None
+        # (forked: the zygote's matplotlib read its configuration folder at import; every kernel
+        # sees that folder, read-only, at the same path)
         self.env = {**kernel_environment(self.sandboxed, extra_env), "HOME": str(self.home),
-                    "MPLCONFIGDIR": str(self.home / MPL_FOLDER)}
+                    "MPLCONFIGDIR": str(self.forks.mpl_folder if self.forks else self.home / MPL_FOLDER)}
+        self._status_fd: int | None = None           # a forked kernel's exit status comes here
+        self._exit_code: int | None = None
         self._starts = 0
         self.group: cgroups.SandboxGroup | None = None  # the current start's cgroup
         self._filter_fd: int | None = None               # the current start's seccomp program
@@ -344,6 +393,8 @@ class Sandbox:
             self._made: set[Path] = {Path("/tmp")}
             self._head = system_args(limits, list(devices), as_root)
             self._head += bind_args([("--ro-bind", r) for r in python_roots()], self._made)
+            if self.forks is not None:
+                self._head += bind_args([("--ro-bind", self.forks.mpl_folder)], self._made)
             self._head += bind_args([("--bind", self.workdir), ("--bind", self.home), ("--bind", self.exchange),
                                       *(("--ro-bind", p) for p in readonly)], self._made)
             self._tail = ["--chdir", str(self.workdir), "--clearenv"]
@@ -385,6 +436,7 @@ class Sandbox:
         # The kernel is always this interpreter's ipykernel, whatever the notebook's metadata says.
         km.kernel_spec.argv[0] = sys.executable
         km.kernel_owner = self.kernel_owner
+        km.anchor = self.forks is not None
         extra: dict[str, Any] = {}
         if self.sandboxed:
             # bwrap puts the kernel in a session of its own: interrupt by message, not by signal.
@@ -409,6 +461,60 @@ class Sandbox:
             self.group = group
             km.wrapper = [*cgroups.launcher(group), *km.wrapper]
         return km, {"cwd": str(self.workdir), "env": self.env, "stdout": self.log, "stderr": self.log, **extra}
+
+    def attach(self, km: WrappedKernelManager, timeout: float = 10.0) -> None:
+        """Forked kernels: once bwrap runs the anchor, have the fork server fork the kernel into
+        its namespaces (fork_server.py). Nothing of the submission has run yet: the process tree
+        under bwrap is the grader's. ForkServerError (a RuntimeError) if it cannot."""
+        if self.forks is None:
+            return
+        anchor = _find_anchor(km.provisioner.process.pid, timeout)
+        pidfd = os.pidfd_open(anchor)
+        fds = [pidfd]
+        try:
+            if _cmdline(anchor) != fork_server.ANCHOR:   # still the anchor once the pidfd holds it
+                raise fork_server.ForkServerError("the sandbox's placeholder process is gone")
+            flags = fork_server.namespaces_to_join(anchor)
+            bounding = fork_server.bounding_set(anchor)
+            status_read, status_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+            self._status_fd, self._exit_code = status_read, None
+            fds += [os.dup(self.log.fileno()), status_write]
+            if self.group is not None:
+                fds += [os.open(folder / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC) for folder in self.group.folders]
+            request = {"namespaces": flags, "bounding": bounding, "cwd": str(self.workdir), "env": self.env,
+                       "uid": self.kernel_owner, "gid": self.kernel_owner,
+                       "rlimits": rlimit_values(self.limits, processes=not (self.group and self.group.limits_pids())),
+                       "seccomp": seccomp.filter_bytes().hex(), "connection_file": km.connection_file}
+            self.forks.fork(request, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def forking_failed(self, error: BaseException) -> bool:
+        """After a failed first start: whether forking the kernel is what failed (the fork server
+        did not start or answer, or the kernel did not get through its own set-up). If so the
+        next start of this sandbox is an ordinary one; a zygote that cannot start, or a kernel
+        that cannot set itself up, gives the fork server up for good (this machine cannot)."""
+        if self.forks is None:
+            return False
+        if isinstance(error, fork_server.ForkServerError):
+            if "did not start" in str(error):
+                self.forks.give_up(str(error))
+        elif self.kernel_exit_code(None) == fork_server.START_FAILED:
+            self.forks.give_up(f"a forked kernel could not set itself up: {self.log_tail(300)}")
+        else:
+            return False
+        self.forks = None
+        return True
+
+    def kernel_exit_code(self, bwrap_code: int | None) -> int | None:
+        """How the kernel ended, as Popen.returncode: a forked kernel's own status (bwrap's is
+        the anchor's), else `bwrap_code`."""
+        if self._status_fd is None:
+            return bwrap_code
+        if self._exit_code is None:
+            self._exit_code = fork_server.exit_status(self._status_fd)
+        return self._exit_code if self._exit_code is not None else bwrap_code
 
     def _close_filter(self) -> None:
         if self._filter_fd is not None:
@@ -474,6 +580,9 @@ class Sandbox:
     def release(self) -> None:
         """End the current start's cgroup (its processes are killed); call after the kernel stopped."""
         self._close_filter()
+        if self._status_fd is not None:
+            os.close(self._status_fd)
+            self._status_fd = None
         self.relay.drop_listeners()
         self._kernel_pid = 0          # ended: never signalled again (its number may be reused)
         if self._watch_stop is not None:

@@ -271,6 +271,7 @@ class Exercise:
     prelude: tuple[str, ...]          # grader/kernel_side module names, or source of the exercise's .py files
     kernel_env: dict[str, str]        # extra environment of the kernel (e.g. TF_USE_LEGACY_KERAS)
     skip_cells: tuple[str, ...]       # regexes: code cells not run (e.g. the student's own training)
+    kernel_preload: tuple[str, ...]   # modules every kernel imports: forked from a process that has them (fork_server.py)
     data: "DataSpec | None"
     helpers: Path | None
     template: Path | None
@@ -395,6 +396,7 @@ def load_exercise(name: str, exercises_dir: Path | Sequence[Path] = EXERCISES_DI
         prelude=_prelude(spec_path, doc.get("kernel", {}).get("prelude", [])),
         kernel_env={str(k): str(v) for k, v in doc.get("kernel", {}).get("env", {}).items()},
         skip_cells=tuple(doc.get("kernel", {}).get("skip_cells", [])),
+        kernel_preload=_preload(spec_path, doc.get("kernel", {}).get("preload", [])),
         data=_data_spec(root, doc["data"]) if "data" in doc else None,
         helpers=helpers,
         template=template,
@@ -490,7 +492,7 @@ _TABLES: dict[str, frozenset[str] | None] = {
     "items": frozenset({"name", "points", "needs"}),
     "limits": frozenset(f.name for f in fields(Limits)),
     "tolerance": frozenset({"rtol", "atol", "cpu", "gpu"}),
-    "kernel": frozenset({"env", "prelude", "skip_cells"}),
+    "kernel": frozenset({"env", "prelude", "preload", "skip_cells"}),
     "data": frozenset({"folder", "make", "files", "make_reads"}),
     "property": frozenset({"max_examples"}),
     "device": frozenset({"requires_gpu"}),
@@ -616,6 +618,14 @@ def _flag(spec_path: Path, label: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise SpecError(f"{spec_path}: {label} must be true or false, not {value!r}")
     return value
+
+
+def _preload(spec_path: Path, entries: Any) -> tuple[str, ...]:
+    """[kernel] preload: dotted module names (imported in the fork server, never run as code)."""
+    if not isinstance(entries, list) or not all(
+            isinstance(e, str) and all(part.isidentifier() for part in e.split(".")) for e in entries):
+        raise SpecError(f"{spec_path}: [kernel] preload is a list of module names, e.g. [\"numpy\"]")
+    return tuple(entries)
 
 
 def _prelude(spec_path: Path, entries: list) -> tuple[str, ...]:
