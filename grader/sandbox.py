@@ -6,7 +6,8 @@ system libraries, this Python and its packages (read-only), and the few folders 
 the submission's scratch folder the kernel needs. The grader's source, reference/,
 tests, other submissions and the instructor's home are not there at all. Started as
 root, the kernel runs as nobody. `none` runs the kernel as this user with resource
-limits only.
+limits only. With a fork server (fork_server.py), bwrap runs a placeholder and `attach` has the
+kernel forked into its namespaces; the sandbox itself is built the same way.
 
 The scratch folder is laid out so that the kernel can write only inside leaf folders,
 never in the folder that holds them:
