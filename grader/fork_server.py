@@ -42,7 +42,13 @@ MUST_DIFFER = ("mnt", "pid", "net", "ipc", "uts")   # bwrap always unshares thes
 
 
 class ForkServerError(RuntimeError):
-    """The zygote could not be started, or did not answer (the kernel's start fails; it is retried)."""
+    """A kernel could not be forked (its start fails and is tried again, as an ordinary start).
+    `lasting`: this machine cannot (the zygote does not start, pidfds or setns are refused): the
+    fork server is given up; else (the zygote died, the placeholder went away) it is used again."""
+
+    def __init__(self, message: str, lasting: bool = True):
+        super().__init__(message)
+        self.lasting = lasting
 
 
 class ForkServer:
@@ -106,7 +112,7 @@ class ForkServer:
                 reply = json.loads(self._channel.recv(1 << 16) or b"{}")
             except (OSError, ValueError) as exc:
                 self._close()
-                raise ForkServerError(f"the fork server did not answer ({exc})") from None
+                raise ForkServerError(f"the fork server did not answer ({exc})", lasting=False) from None
         if "waiter" not in reply:
             raise ForkServerError(f"the fork server could not fork: {reply.get('error', 'no answer')}")
         return int(reply["waiter"])

@@ -152,6 +152,11 @@ def _find_anchor(top: int, timeout: float) -> int:
     """The process under `top` (bwrap, at most three levels down) running fork_server.ANCHOR."""
     until = time.monotonic() + timeout
     while time.monotonic() < until:
+        try:
+            if Path(f"/proc/{top}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX":
+                break   # bwrap has ended
+        except OSError:
+            break
         level = [top]
         for _ in range(3):
             level = [child for pid in level for child in _children(pid)]
@@ -159,7 +164,7 @@ def _find_anchor(top: int, timeout: float) -> int:
             if found:
                 return found[0]
         time.sleep(0.002)
-    raise fork_server.ForkServerError("the sandbox's placeholder process did not start")
+    raise fork_server.ForkServerError("the sandbox's placeholder process did not start", lasting=False)
 
 
 def channel_caps(limits: Limits) -> dict[str, int]:
@@ -470,11 +475,14 @@ class Sandbox:
         if self.forks is None:
             return
         anchor = _find_anchor(km.provisioner.process.pid, timeout)
-        pidfd = os.pidfd_open(anchor)
+        try:
+            pidfd = os.pidfd_open(anchor)
+        except OSError as exc:   # (Linux < 5.3), or the placeholder is gone
+            raise fork_server.ForkServerError(f"no pidfd for the sandbox's placeholder ({exc})") from None
         fds = [pidfd]
         try:
             if _cmdline(anchor) != fork_server.ANCHOR:   # still the anchor once the pidfd holds it
-                raise fork_server.ForkServerError("the sandbox's placeholder process is gone")
+                raise fork_server.ForkServerError("the sandbox's placeholder process is gone", lasting=False)
             flags = fork_server.namespaces_to_join(anchor)
             bounding = fork_server.bounding_set(anchor)
             status_read, status_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -487,6 +495,8 @@ class Sandbox:
                        "rlimits": rlimit_values(self.limits, processes=not (self.group and self.group.limits_pids())),
                        "seccomp": seccomp.filter_bytes().hex(), "connection_file": km.connection_file}
             self.forks.fork(request, fds)
+        except OSError as exc:
+            raise fork_server.ForkServerError(f"the sandbox's placeholder could not be joined ({exc})") from None
         finally:
             for fd in fds:
                 os.close(fd)
@@ -499,7 +509,7 @@ class Sandbox:
         if self.forks is None:
             return False
         if isinstance(error, fork_server.ForkServerError):
-            if "did not start" in str(error):
+            if error.lasting:
                 self.forks.give_up(str(error))
         elif self.kernel_exit_code(None) == fork_server.START_FAILED:
             self.forks.give_up(f"a forked kernel could not set itself up: {self.log_tail(300)}")
