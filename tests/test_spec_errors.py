@@ -138,6 +138,18 @@ def test_a_missing_prelude_file_is_refused_by_name(tmp_path):
         load_exercise(str(root))
 
 
+@pytest.mark.parametrize("preload", ['"numpy"', '["numpy", "--help"]', '["os; import x"]', '[3]'])
+def test_a_preload_that_is_not_module_names_is_refused(tmp_path, preload):
+    root = exercise_folder(tmp_path, GOOD_SPEC.replace("[kernel]\n", f"[kernel]\npreload = {preload}\n"))
+    with pytest.raises(SpecError, match=r"\[kernel\] preload"):
+        load_exercise(str(root))
+
+
+def test_module_names_to_preload_are_kept(tmp_path):
+    root = exercise_folder(tmp_path, GOOD_SPEC.replace("[kernel]\n", '[kernel]\npreload = ["numpy", "matplotlib.pyplot"]\n'))
+    assert load_exercise(str(root)).kernel_preload == ("numpy", "matplotlib.pyplot")
+
+
 def test_a_spec_that_is_not_toml_is_refused_with_the_line(tmp_path):
     root = exercise_folder(tmp_path, GOOD_SPEC.replace("[limits]", "[limits"))
     with pytest.raises(SpecError, match=r"spec.toml.*line"):
