@@ -41,6 +41,7 @@ for the rest of the session, and for any but the outputs (iopub) the kernel is k
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import stat
@@ -214,6 +215,18 @@ class WrappedKernelManager(AsyncKernelManager):
             return super()._make_url(channel)
         return f"ipc://{self.relay_ip}-{getattr(self, channel + '_port')}"
 
+    ended: Any = None          # forked: a callable, True once the kernel (or its waiter) has ended
+
+    async def _async_is_alive(self) -> bool:
+        """Whether the kernel runs: bwrap's process, and for a forked kernel also its waiter's
+        status pipe still empty and open (a waiter that died would leave the placeholder, and so
+        bwrap, running after the kernel's end). (Its clients ask this one.)"""
+        if self.ended is not None and self.ended():
+            return False
+        return await super()._async_is_alive()
+
+    is_alive = _async_is_alive
+
     def client(self, **kwargs: Any) -> Any:
         kc = super().client(**kwargs)
         if self.relay_ip is not None:
@@ -382,6 +395,7 @@ class Sandbox:
         self.env = {**kernel_environment(self.sandboxed, extra_env), "HOME": str(self.home),
                     "MPLCONFIGDIR": str(self.forks.mpl_folder if self.forks else self.home / MPL_FOLDER)}
         self._status_fd: int | None = None           # a forked kernel's exit status comes here
+        self.waiter = 0                              # the fork server's process that waits for it
         self._exit_code: int | None = None
         self._starts = 0
         self.group: cgroups.SandboxGroup | None = None  # the current start's cgroup
@@ -443,6 +457,7 @@ class Sandbox:
         km.kernel_spec.argv[0] = sys.executable
         km.kernel_owner = self.kernel_owner
         km.anchor = self.forks is not None
+        km.ended = self._forked_kernel_ended if self.forks is not None else None
         extra: dict[str, Any] = {}
         if self.sandboxed:
             # bwrap puts the kernel in a session of its own: interrupt by message, not by signal.
@@ -494,7 +509,7 @@ class Sandbox:
                        "uid": self.kernel_owner, "gid": self.kernel_owner,
                        "rlimits": rlimit_values(self.limits, processes=not (self.group and self.group.limits_pids())),
                        "seccomp": seccomp.filter_bytes().hex(), "connection_file": km.connection_file}
-            self.forks.fork(request, fds)
+            self.waiter = self.forks.fork(request, fds)
         except OSError as exc:
             raise fork_server.ForkServerError(f"the sandbox's placeholder could not be joined ({exc})") from None
         finally:
@@ -517,6 +532,12 @@ class Sandbox:
             return False
         self.forks = None
         return True
+
+    def _forked_kernel_ended(self) -> bool:
+        """Whether the forked kernel's status pipe has its status, or its end (the waiter died)."""
+        if self._status_fd is None:
+            return False
+        return bool(select.select([self._status_fd], [], [], 0)[0])
 
     def kernel_exit_code(self, bwrap_code: int | None) -> int | None:
         """How the kernel ended, as Popen.returncode: a forked kernel's own status (bwrap's is

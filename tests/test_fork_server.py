@@ -206,3 +206,24 @@ def test_a_fork_server_that_cannot_start_is_given_up(tmp_path, exercise, monkeyp
         server.close()
     assert not run.errors() and "forking the kernel failed" in run.notes[0]
     assert server.broken is not None and "did not start" in server.broken
+
+
+def test_a_forked_kernel_whose_waiter_died_is_taken_for_dead_when_it_ends(tmp_path, exercise, forks):
+    """The waiter alone ends the sandbox when the kernel ends (red team: had the memory-limit
+    killer taken it, the kernel's later death went unnoticed until the cell's timeout, 60 s)."""
+    import signal
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("def double(v):\n    return 2 * v"),
+                                         nbformat.v4.new_code_cell("import os\nos._exit(3)"),
+                                         nbformat.v4.new_code_cell("y = double(1)")])
+    box = Sandbox("bwrap", scratch_with(tmp_path, nb, "w"), Limits(), exercise.kernel_env, forks=forks)
+    try:
+        with KernelSession(nb, box, Limits()) as kernel:
+            os.kill(box.waiter, signal.SIGKILL)
+            started = time.monotonic()
+            run = kernel.run_notebook()
+            took = time.monotonic() - started
+            assert kernel.restarts == 1 and kernel.call("double", (21,)) == 42
+    finally:
+        box.close()
+    assert took < 20, took
+    assert [c.index for c in run.cells if c.fatal] == [1] and not run.errors()[1:]
