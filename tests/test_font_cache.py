@@ -94,9 +94,15 @@ if "generated new fontManager" in _messages:
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
-@pytest.mark.parametrize("given", [True, False])
-def test_a_sandboxed_kernel_reads_the_list_instead_of_listing_the_fonts(tmp_path, monkeypatch, given):
+@pytest.mark.parametrize("given, forked", [(True, False), (False, False), (True, True)],
+                         ids=["new kernel", "new kernel without the list", "forked kernel"])
+def test_a_sandboxed_kernel_reads_the_list_instead_of_listing_the_fonts(tmp_path, monkeypatch, given, forked):
+    """A kernel started anew is given the list in its matplotlib folder; a forked one has
+    matplotlib imported already, by the fork server, from the list in the data cache."""
+    from grader import grading
     monkeypatch.setattr(spec, "DATA_CACHE", tmp_path / "cache")
+    if not forked:
+        monkeypatch.setattr(grading, "fork_server_for", lambda exercise, settings: None)
     if not given:  # the control: without the list, the probe sees the kernel build its own
         monkeypatch.setattr(font_cache, "give_to_kernel", lambda cache, folder: None)
     exercise = spec.load_exercise("conv_step_by_step")
