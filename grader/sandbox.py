@@ -209,13 +209,12 @@ class WrappedKernelManager(AsyncKernelManager):
     kernel_owner: int | None = None
     relay_ip: str | None = None
     anchor: bool = False       # run fork_server.ANCHOR in the sandbox; the kernel is forked into it
+    ended: Any = None          # forked: a callable, True once the kernel (or its waiter) has ended
 
     def _make_url(self, channel: str) -> str:
         if self.relay_ip is None:
             return super()._make_url(channel)
         return f"ipc://{self.relay_ip}-{getattr(self, channel + '_port')}"
-
-    ended: Any = None          # forked: a callable, True once the kernel (or its waiter) has ended
 
     async def _async_is_alive(self) -> bool:
         """Whether the kernel runs: bwrap's process, and for a forked kernel also its waiter's
@@ -388,10 +387,9 @@ class Sandbox:
         self.sandboxed = mode == "bwrap"
         as_root = os.geteuid() == 0
         self.kernel_owner = NOBODY if self.sandboxed and as_root else None
-        # matplotlib's folder in the home, where the grader puts the machine's font list (font_cache.py)
         self.forks = forks if self.sandboxed else None
-        # (forked: the zygote's matplotlib read its configuration folder at import; every kernel
-        # sees that folder, read-only, at the same path)
+        # matplotlib's folder in the home, where the grader puts the machine's font list (font_cache.py);
+        # forked: the folder the zygote's matplotlib read at import, which every kernel sees read-only
         self.env = {**kernel_environment(self.sandboxed, extra_env), "HOME": str(self.home),
                     "MPLCONFIGDIR": str(self.forks.mpl_folder if self.forks else self.home / MPL_FOLDER)}
         self._status_fd: int | None = None           # a forked kernel's exit status comes here
