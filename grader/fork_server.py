@@ -32,12 +32,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .seccomp import CLONE_NAMESPACE_FLAGS
+
 ZYGOTE = Path(__file__).resolve().parent / "kernel_side" / "zygote.py"
 ANCHOR = ("sleep", "infinity")          # the placeholder bwrap runs (found on the kernel's PATH)
 START_FAILED = 126                      # a forked kernel's status when it could not set itself up (zygote.py)
 READY_SECONDS = 120                     # the zygote's imports (TensorFlow-free: seconds)
-NAMESPACES = {"mnt": 0x20000, "cgroup": 0x02000000, "uts": 0x04000000, "ipc": 0x08000000,
-              "user": 0x10000000, "pid": 0x20000000, "net": 0x40000000}
+# /proc/PID/ns/<name> -> its setns flag (the CLONE_NEW* values the seccomp filter knows already)
+NAMESPACES = {name: CLONE_NAMESPACE_FLAGS[f"CLONE_NEW{suffix}"] for name, suffix in
+              (("mnt", "NS"), ("cgroup", "CGROUP"), ("uts", "UTS"), ("ipc", "IPC"), ("user", "USER"),
+               ("pid", "PID"), ("net", "NET"))}
 MUST_DIFFER = ("mnt", "pid", "net", "ipc", "uts")   # bwrap always unshares these for a kernel
 
 
@@ -63,7 +67,6 @@ class ForkServer:
         self._channel: socket.socket | None = None
         self._ready = False
         self._lock = threading.Lock()
-        self.not_preloaded: list[str] = []
         self.broken: str | None = None     # why this machine cannot fork kernels: never tried again
 
     def prestart(self) -> None:
@@ -94,7 +97,6 @@ class ForkServer:
             self._close()
             raise ForkServerError(f"the fork server did not start ({hello.get('error', 'no answer')})")
         self._ready = True
-        self.not_preloaded = list(hello.get("not_preloaded", []))
 
     def fork(self, request: dict[str, Any], fds: list[int]) -> int:
         """Send one kernel's request with its descriptors (anchor pidfd, log, status pipe,
