@@ -226,6 +226,11 @@ class WrappedKernelManager(AsyncKernelManager):
 
     is_alive = _async_is_alive
 
+    async def _async_wait(self, pollinterval: float = 0.1) -> None:
+        """Until the kernel has ended, polled every 5 ms (jupyter_client polls every 100 ms: a
+        killed sandbox ends within a few ms, and every submission's shutdown waits for it)."""
+        await super()._async_wait(pollinterval=min(pollinterval, 0.005))
+
     def client(self, **kwargs: Any) -> Any:
         kc = super().client(**kwargs)
         if self.relay_ip is not None:
