@@ -724,13 +724,12 @@ def agrees_with_reference(function: str, reference: Callable[..., Any],
                 judged(case, known[content_key(case)])
             except _Disagreement as failure:
                 if route is not kept[0]:  # the newest first
-                    ctx.examples.keep_routes(strategy, count, shrink_routes.newest_first(route, kept, _same_route),
-                                             drawn)
+                    ctx.examples.add_route(strategy, count, route, drawn, _same_route)
                 raise confirmed(str(failure), case, failure.answer) from None
 
         def keep(walked: shrink_routes.Route) -> None:
-            if ctx.examples is not None:
-                ctx.examples.keep_routes(strategy, count, shrink_routes.newest_first(walked, kept, _same_route), drawn)
+            if ctx.examples is not None:   # (before the routes kept by then: another process may have kept one)
+                ctx.examples.add_route(strategy, count, walked, drawn, _same_route)
 
         _walk(strategy, count, one, confirmed, keep)
 

@@ -24,6 +24,8 @@ that submission's own answer, and a route that does not match it step for step i
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -31,12 +33,14 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from . import shrink_routes
 
 from .boundary import KerasInitializer
 
@@ -110,6 +114,17 @@ class ExamplesCache:
         if len(data) <= MAX_ROUTE_BYTES:
             _write_atomically(self._routes_path(strategy, count), data)
 
+    def add_route(self, strategy: Any, count: int, route: Any, drawn: list,
+                  same: Callable[[Any, Any], bool]) -> None:
+        """Keep `route` first, before the routes kept now (read again here, under a lock of this
+        check's routes, so that a route another grading process kept while this one walked is not
+        overwritten), without a second copy of it, at most shrink_routes.ROUTES_PER_CHECK."""
+        if not self._owns(strategy):
+            return
+        with _locked(self.folder / f"{self.key(strategy, count)}.routes.lock"):
+            self.keep_routes(strategy, count, shrink_routes.newest_first(route, self.routes(strategy, count, drawn), same),
+                             drawn)
+
     def _owns(self, strategy: Any) -> bool:
         """Whether this scope keeps `strategy`'s examples and routes: it is the first to ask."""
         if not self.scope or self._owner[:1] not in ([], [id(strategy)]):
@@ -146,6 +161,26 @@ def _read_file(path: Path, limit: int) -> bytes:
         return data
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive flock of `path` (made if missing, never followed if a link) for the block;
+    without it (the folder cannot be written, a lock file that is not a regular file) the block
+    runs unlocked: at worst a route kept at the same moment is lost, as without the lock."""
+    fd = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        pass
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)   # (releases the lock)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

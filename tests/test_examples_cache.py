@@ -177,7 +177,7 @@ def test_a_check_with_kept_examples_gives_the_same_verdict_and_feedback(tmp_path
             check(Doubler(3.0), ctx)
         outcomes.append(str(failed.value))
     assert outcomes[0] == outcomes[1] and "n = 0" in outcomes[0]
-    assert sorted(p.name.split(".", 1)[1] for p in tmp_path.iterdir()) == ["json", "routes.json"]
+    assert sorted(p.name.split(".", 1)[1] for p in tmp_path.iterdir()) == ["json", "routes.json", "routes.lock"]
 
 
 def test_unscoped_nothing_is_kept(tmp_path):

@@ -291,3 +291,23 @@ def test_kept_answers_are_counted_with_their_containers_and_keys():
 
     assert _answer_bytes([[]] * 1000) >= 64 * 1000
     assert _answer_bytes({"k" * 10_000: 0}) >= 10_000
+
+
+def test_a_route_another_process_kept_during_a_walk_is_kept_too(tmp_path):
+    """Two grading processes walk different mistakes of one check at once: the one that ends last
+    keeps its route before the other's, read again when it keeps it (not as it was when its walk
+    began: that lost the first route, and the next student with that mistake walked again)."""
+    from grader.checks import _same_route
+
+    strategy = object()
+    drawn = [Case((np.zeros(2), 0), names=("x", "n")), Case((np.ones(2), 1), names=("x", "n"))]
+    first, second = Route(((drawn[0], True),), 0), Route(((drawn[1], True),), 0)
+    one, other = (ExamplesCache(tmp_path, "p").scoped("i: a") for _ in range(2))
+    assert one.routes(strategy, 2, drawn) == []            # `one` begins its walk: nothing kept
+    other.add_route(strategy, 2, first, drawn, _same_route)  # meanwhile `other` ends its walk
+    one.add_route(strategy, 2, second, drawn, _same_route)
+    kept = one.routes(strategy, 2, drawn)
+    assert [r.steps[0][0].args[1] for r in kept] == [1, 0]   # the newest first, both kept
+    one.add_route(strategy, 2, first, drawn, _same_route)    # taken again: first again, one copy
+    assert [r.steps[0][0].args[1] for r in one.routes(strategy, 2, drawn)] == [0, 1]
+    assert list(tmp_path.glob("*.routes.lock"))               # the lock file sits beside the routes
