@@ -804,10 +804,14 @@ def small_arrays(shape: tuple[int, ...], *, low: int = -9, high: int = 9, unique
     """Float arrays of small integers in [low, high]: exact in float64, and they shrink to
     readable examples (values nearest 0 first).
 
-    An array is one choice for hypothesis (a byte string, a byte or two per value), not one choice
-    per value: its shrinker then tries the whole array at its simplest (all zeros) in one call and
-    lowers the sizes drawn before it, instead of first trying every value of a big array one by one
-    (measured: a failing conv_backward shrinks in ~100 calls instead of ~380, to an input as small).
+    An array is one choice for hypothesis (a byte string, a byte or two per value, read from its
+    start), not one choice per value: its shrinker then tries the whole array at its simplest in one
+    call and lowers the sizes drawn before it, instead of first trying every value of a big array one
+    by one (measured: a failing conv_backward shrinks in ~100 calls instead of ~380). The string may
+    be longer than the array (ARRAY_ROOM), so a smaller shape keeps the first values. An array of
+    more than one value is never all zeros: hypothesis, generating, copies parts of an input over
+    others of their kind, and a string that does not fit becomes the simplest one (without this,
+    half of conv_backward's examples had all-zero arrays: tests/test_small_arrays.py).
 
     unique=True gives distinct values, e.g. max-pool windows without ties: a seeded random
     permutation of 0..size-1 (hypothesis' own permutations start near ascending order,
@@ -829,7 +833,16 @@ def small_arrays(shape: tuple[int, ...], *, low: int = -9, high: int = 9, unique
     def values(raw: bytes) -> np.ndarray:
         return table[np.frombuffer(raw, dtype=dtype).astype(np.int64) % len(table)].reshape(shape)
 
-    return st.binary(min_size=size * width, max_size=size * width).map(values)
+    need = size * width
+    arrays = st.binary(min_size=need, max_size=max(need, ARRAY_ROOM)).map(lambda raw: values(raw[:need]))
+    return arrays.filter(lambda a: a.any()) if size > 1 else arrays
+
+
+# The byte strings of every array may be this long (an array reads the bytes it needs from the
+# start): a string that fits one array fits every smaller one, so when hypothesis shrinks a shape,
+# or copies one array's string into another's place while generating, the values are kept instead
+# of being replaced by zeros.
+ARRAY_ROOM = 1 << 14
 
 
 def value_ladder(low: int, high: int) -> list[int]:
