@@ -799,6 +799,13 @@ def fixed(*cases: Case) -> tuple[Case, ...]:
 
 
 # -- strategies ---------------------------------------------------------------------------------
+# The byte strings of every array may be this long (an array reads the bytes it needs from the
+# start): a string that fits one array fits every smaller one, so when hypothesis shrinks a shape,
+# or copies one array's string into another's place while generating, the values are kept instead
+# of being replaced by zeros.
+ARRAY_ROOM = 1 << 14
+
+
 def small_arrays(shape: tuple[int, ...], *, low: int = -9, high: int = 9, unique: bool = False
                  ) -> st.SearchStrategy[np.ndarray]:
     """Float arrays of small integers in [low, high]: exact in float64, and they shrink to
@@ -838,17 +845,10 @@ def small_arrays(shape: tuple[int, ...], *, low: int = -9, high: int = 9, unique
     return arrays.filter(lambda a: a.any()) if size > 1 else arrays
 
 
-# The byte strings of every array may be this long (an array reads the bytes it needs from the
-# start): a string that fits one array fits every smaller one, so when hypothesis shrinks a shape,
-# or copies one array's string into another's place while generating, the values are kept instead
-# of being replaced by zeros.
-ARRAY_ROOM = 1 << 14
-
-
 def value_ladder(low: int, high: int) -> list[int]:
     """The integers of [low, high], simplest first: the one nearest 0, then alternately above and
-    below it (0, 1, -1, 2, -2, ... for [-9, 9]; 0, 1, 2, ... for [0, 255]). Byte b of an array's
-    string is value ladder[b % len(ladder)], so the zero byte, where hypothesis shrinks to, is the
-    simplest value."""
+    below it (0, 1, -1, 2, -2, ... for [-9, 9]; 0, 1, 2, ... for [0, 255]). Each value of an array
+    is ladder[b % len(ladder)] for its byte b (two bytes, little-endian, past 256 values), so the
+    zero byte, where hypothesis shrinks to, is the simplest value."""
     origin = min(max(0, low), high)
     return sorted(range(low, high + 1), key=lambda v: (abs(v - origin), v < origin))

@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 
 from . import shrink_routes
-
 from .boundary import KerasInitializer
 
 FOLDER = "examples"
